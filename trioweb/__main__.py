@@ -1,0 +1,5 @@
+"""``python -m trioweb module:app ...``: the same as the ``trioweb`` command."""
+
+from ._cli import main
+
+main()

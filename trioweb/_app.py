@@ -1,0 +1,251 @@
+"""The application: routes, middleware, error handlers, listeners; serving entry points."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import trio
+
+from ._config import Config
+from ._routing import Route, RouteRegistrar, Router
+from .errors import HTTPError, MethodNotAllowed
+from .request import Request
+from .response import HTTPResponse, ResponseStream, text
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
+if TYPE_CHECKING:
+    from ._blueprint import Blueprint
+
+__all__ = ["App"]
+
+log = logging.getLogger("trioweb")
+
+ErrorHandler = Callable[[Request, Exception], Awaitable[HTTPResponse]]
+RequestMiddleware = Callable[[Request], Awaitable[HTTPResponse | None]]
+ResponseMiddleware = Callable[
+    [Request, Any], Awaitable[HTTPResponse | None]
+]
+Listener = Callable[["App"], Awaitable[None]]
+_F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
+
+_LISTENER_EVENTS = (
+    "before_server_start",
+    "after_server_start",
+    "before_server_stop",
+    "after_server_stop",
+)
+
+
+class App(RouteRegistrar):
+    """A trioweb application.
+
+    Declare routes with the decorators (``@app.get("/")``), then serve it with
+    ``trio.run(app.serve)``, ``app.run()`` or the ``trioweb module:app`` command.
+    """
+
+    def __init__(self, name: str, *, config: Config | None = None) -> None:
+        self.name = name
+        self.config = config if config is not None else Config()
+        self.router = Router()
+        self._error_handlers: list[tuple[tuple[type[BaseException], ...], ErrorHandler]] = []
+        self._request_middleware: list[RequestMiddleware] = []
+        self._response_middleware: list[ResponseMiddleware] = []
+        self._listeners: dict[str, list[Listener]] = {e: [] for e in _LISTENER_EVENTS}
+        self._nursery: trio.Nursery | None = None
+
+    def __repr__(self) -> str:
+        return f"<App {self.name!r}>"
+
+    def _add(self, route: Route) -> None:
+        self.router.add(route)
+
+    def blueprint(self, blueprint: Blueprint) -> None:
+        """Mount the routes of ``blueprint`` under its ``url_prefix``."""
+        blueprint.register(self)
+
+    # -- hooks ------------------------------------------------------------------------
+
+    def exception(self, *exceptions: type[BaseException]) -> Callable[[_F], _F]:
+        """Decorator: ``async (request, exc) -> response`` answers these exceptions.
+
+        The handler registered for the closest class in the exception's MRO wins.
+        """
+        if not exceptions:
+            raise TypeError("name at least one exception class")
+
+        def decorator(handler: _F) -> _F:
+            self._error_handlers.append((exceptions, handler))
+            return handler
+
+        return decorator
+
+    def on_request(self, middleware: _F) -> _F:
+        """Decorator: ``async (request)`` runs before each routed handler.
+
+        Returning a response answers the request without calling the handler.
+        """
+        self._request_middleware.append(middleware)
+        return middleware
+
+    def on_response(self, middleware: _F) -> _F:
+        """Decorator: ``async (request, response)`` runs before each response head is sent.
+
+        It may change ``response.headers`` and ``response.status`` in place; for whole
+        responses it may also return a replacement.
+        """
+        self._response_middleware.append(middleware)
+        return middleware
+
+    def _listener(self, event: str, listener: _F) -> _F:
+        self._listeners[event].append(listener)
+        return listener
+
+    def before_server_start(self, listener: _F) -> _F:
+        """Decorator: ``async (app)`` runs before the server accepts connections."""
+        return self._listener("before_server_start", listener)
+
+    def after_server_start(self, listener: _F) -> _F:
+        """Decorator: ``async (app)`` runs once the server accepts connections."""
+        return self._listener("after_server_start", listener)
+
+    def before_server_stop(self, listener: _F) -> _F:
+        """Decorator: ``async (app)`` runs when shutdown begins, before connections close."""
+        return self._listener("before_server_stop", listener)
+
+    def after_server_stop(self, listener: _F) -> _F:
+        """Decorator: ``async (app)`` runs after the last connection and background task end."""
+        return self._listener("after_server_stop", listener)
+
+    async def _run_listeners(self, event: str) -> None:
+        for listener in self._listeners[event]:
+            await listener(self)
+
+    @property
+    def nursery(self) -> trio.Nursery:
+        """A nursery that lives as long as the server, for background tasks.
+
+        Its tasks are cancelled when the server stops, after the last connection closed
+        and before the ``after_server_stop`` listeners run.
+        """
+        if self._nursery is None:
+            raise RuntimeError("app.nursery exists only while the server runs")
+        return self._nursery
+
+    # -- serving ----------------------------------------------------------------------
+
+    async def serve(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        *,
+        ssl: Any = None,
+        backlog: int | None = None,
+        task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve on ``host:port`` until shut down (``server.shutdown()``, SIGINT, SIGTERM).
+
+        ``await nursery.start(app.serve, "127.0.0.1", 0)`` returns the
+        :class:`~trioweb.Server` once it accepts connections; port 0 picks a free port.
+        """
+        from ._server import configure_logging, open_listeners, serve_listeners
+
+        configure_logging()
+        listeners = await open_listeners(host, port, ssl=ssl, backlog=backlog)
+        await serve_listeners(
+            self, listeners, handle_signals=True, task_status=task_status
+        )
+
+    def run(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        workers: int = 1,
+        ssl: Any = None,
+    ) -> None:
+        """Serve from a blocking call: ``trio.run(app.serve)``, or ``workers`` processes."""
+        from ._server import run
+
+        run(self, host, port, workers=workers, ssl=ssl)
+
+    # -- request handling, called by the connection -------------------------------------
+
+    async def _dispatch(
+        self, request: Request, route: Route, params: dict[str, Any]
+    ) -> HTTPResponse | None:
+        for middleware in self._request_middleware:
+            early = await middleware(request)
+            if early is not None:
+                return early
+        return await route.handler(request, **params)
+
+    async def _apply_response_middleware(
+        self, request: Request, response: Any
+    ) -> Any:
+        for middleware in self._response_middleware:
+            replacement = await middleware(request, response)
+            if replacement is not None and not isinstance(response, ResponseStream):
+                response = replacement
+        return response
+
+    async def _error_response(self, request: Request, exc: Exception) -> HTTPResponse:
+        """The response for an exception a handler (or middleware, or routing) raised."""
+        chosen = _representative(exc)
+        if not isinstance(chosen, HTTPError):
+            log.error("error while handling %s", request, exc_info=exc)
+        elif chosen.status_code >= 500:
+            log.warning("%s: %s %s", request, chosen.status_code, chosen)
+        handler = self._find_error_handler(chosen)
+        if handler is not None:
+            try:
+                return await handler(request, chosen)
+            except Exception as handler_exc:
+                log.error("exception handler failed for %s", request, exc_info=handler_exc)
+                chosen = handler_exc
+        return self._default_error_response(chosen)
+
+    def _find_error_handler(self, exc: Exception) -> ErrorHandler | None:
+        for cls in type(exc).__mro__:
+            for classes, handler in self._error_handlers:
+                if cls in classes:
+                    return handler
+        return None
+
+    @staticmethod
+    def _default_error_response(exc: Exception) -> HTTPResponse:
+        if not isinstance(exc, HTTPError):
+            exc = HTTPError()
+        status = exc.status_code
+        body = f"{status} {exc.reason}"
+        if exc.message and status < 500:
+            body += f": {exc.message}"
+        headers = dict(exc.headers)
+        if isinstance(exc, MethodNotAllowed):
+            headers.setdefault("allow", ", ".join(exc.allowed))
+        return text(body + "\n", status=status, headers=headers)
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _representative(exc: Exception) -> Exception:
+    """The one exception that decides the response for a (possibly grouped) error.
+
+    A group from a handler's nursery answers with its most severe member: any crash
+    (500) beats every HTTPError, and among HTTPErrors the highest status wins.
+    """
+    leaves = [leaf for leaf in _leaves(exc) if isinstance(leaf, Exception)]
+    if not leaves:
+        return exc
+
+    def severity(leaf: Exception) -> int:
+        return leaf.status_code if isinstance(leaf, HTTPError) else 1000
+
+    return max(leaves, key=severity)

@@ -1,0 +1,41 @@
+"""Server configuration: limits and timeouts, read by attribute."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["Config"]
+
+
+class Config:
+    """Settings of an :class:`~trioweb.App`, read and written as attributes.
+
+    Every key has a default (see ``docs/serving.md``); ``Config(REQUEST_MAX_SIZE=...)``
+    or ``app.config.REQUEST_MAX_SIZE = ...`` overrides it. Keys are upper case; any
+    other upper-case attribute may be stored for the application's own use.
+    """
+
+    REQUEST_MAX_SIZE: int = 1 << 20
+    REQUEST_MAX_HEADER_SIZE: int = 8 * 1024
+    REQUEST_BUFFER_SIZE: int = 64 * 1024
+    REQUEST_QUEUE_SIZE: int = 4
+    REQUEST_TIMEOUT: float = 60.0
+    READ_IDLE_TIMEOUT: float = 60.0
+    RESPONSE_TIMEOUT: float = 60.0
+    WRITE_TIMEOUT: float = 60.0
+    KEEP_ALIVE: bool = True
+    KEEP_ALIVE_TIMEOUT: float = 5.0
+    GRACEFUL_SHUTDOWN_TIMEOUT: float = 15.0
+
+    def __init__(self, **settings: Any) -> None:
+        for key, value in settings.items():
+            setattr(self, key, value)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if not key.isupper():
+            raise AttributeError(f"config keys are upper case, got {key!r}")
+        super().__setattr__(key, value)
+
+    def __repr__(self) -> str:
+        keys = [k for k in dir(self) if k.isupper()]
+        return "Config(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in keys) + ")"

@@ -1,0 +1,543 @@
+"""One HTTP/1.1 connection, from the first byte read to the last byte written.
+
+Two tasks share a connection, both in its nursery:
+
+* the **reader** (:meth:`Connection._read_loop`) is the only code that reads the
+  socket. It feeds the bytes to h11 and routes the events: a request head goes to the
+  connection task, body chunks go into the request's bounded memory channel (so while
+  the handler does not read, the socket is not read either), the end of the body
+  closes that channel. Between requests it keeps reading, so a client that goes away
+  is noticed at once and cancels the handler.
+* the **connection task** (:meth:`Connection.serve`) waits for a head, runs the
+  handler inline inside a cancel scope, writes the response and starts the next cycle.
+
+Every timeout is a cancel scope: the keep-alive and head deadlines around the wait for
+a head, ``RESPONSE_TIMEOUT`` around the handler until the response head is sent,
+``REQUEST_TIMEOUT`` around a buffered body, ``WRITE_TIMEOUT`` around each send.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, Union
+
+import h11
+import trio
+
+from ._routing import DEFAULT, Limit, Route
+from .errors import HTTPError, PayloadTooLarge, RequestTimeout
+from .request import Request, RequestStream
+from .response import HTTPResponse, ResponseStream, StreamingHTTPResponse
+
+if TYPE_CHECKING:
+    from ._app import App
+    from ._server import Server
+
+__all__ = ["Connection"]
+
+log = logging.getLogger("trioweb")
+
+_Head = Union[tuple[h11.Request, RequestStream], h11.RemoteProtocolError]
+
+_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+_date_cache: tuple[int, bytes] = (0, b"")
+
+
+def _http_date() -> bytes:
+    """The ``Date`` header value, formatted at most once a second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, formatdate(now, usegmt=True).encode())
+    return _date_cache[1]
+
+
+def _limit(route_value: Limit, config_value: float) -> float | None:
+    return config_value if route_value is DEFAULT else route_value
+
+
+def _encode_headers(response: HTTPResponse | ResponseStream) -> list[tuple[bytes, bytes]]:
+    return [(k.encode(), v.encode()) for k, v in response.headers.multi_items()]
+
+
+class Connection:
+    """Serves the requests of one client stream, one after another."""
+
+    def __init__(
+        self,
+        app: App,
+        server: Server,
+        stream: trio.abc.Stream,
+        client: tuple[str, int],
+        scheme: str,
+    ) -> None:
+        config = app.config
+        self._app = app
+        self._server = server
+        self._stream = stream
+        self._client = client
+        self._scheme = scheme
+        self._h11 = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=config.REQUEST_MAX_HEADER_SIZE
+        )
+        self._buffer_size: int = config.REQUEST_BUFFER_SIZE
+        self._queue_size: int = config.REQUEST_QUEUE_SIZE
+        self._write_timeout: float = config.WRITE_TIMEOUT
+        self._heads_send, self._heads_receive = trio.open_memory_channel[_Head](1)
+        # Reader side of the current request body; None when there is none or it ended.
+        self._body_send: trio.MemorySendChannel[bytes] | None = None
+        self._body_stream: RequestStream | None = None
+        self._body_done: trio.Event | None = None
+        self._discarded = 0
+        # Cancel scopes held where each policy lives; None while not in that phase.
+        # The head scope's deadline is KEEP_ALIVE_TIMEOUT, then REQUEST_TIMEOUT once a
+        # byte arrived. The cycle scope holds the handler and the response: a client
+        # that leaves cancels it; its deadline is RESPONSE_TIMEOUT until the response
+        # head is sent, and WRITE_TIMEOUT while a send waits on the client.
+        self._head_scope: trio.CancelScope | None = None
+        self._cycle_scope: trio.CancelScope | None = None
+        # Set when a new cycle starts while pipelined bytes wait in h11's buffer.
+        self._cycle_started = trio.Event()
+        self._head_started: float | None = None
+        # Whether the reader is parsing a request head (not yet handed over).
+        self._reading_head = True
+        self._request: Request | None = None
+        self._head_sent = False
+        self._must_close = False
+        self._gone = False
+        #: True while waiting for the first byte of the next request.
+        self.idle = True
+
+    # -- the connection task --------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Serve requests until the client leaves or the connection must close."""
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._read_loop)
+                try:
+                    while await self._serve_one():
+                        pass
+                finally:
+                    nursery.cancel_scope.cancel()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            log.debug("connection from %s:%s lost", *self._client)
+
+    def close_if_idle(self) -> None:
+        """Close now if no request is in progress; otherwise after the current one."""
+        self._must_close = True
+        if self.idle and self._head_scope is not None:
+            self._head_scope.cancel()
+
+    async def _serve_one(self) -> bool:
+        head = await self._receive_head()
+        if head is None:
+            return False
+        if isinstance(head, h11.RemoteProtocolError):
+            log.info("bad request from %s:%s: %s", *self._client, head)
+            await self._send_error(head.error_status_hint, str(head))
+            return False
+        event, body = head
+        request = Request(
+            self._app,
+            event.method.decode("ascii"),
+            event.target.decode("latin-1"),
+            event.headers,
+            event.http_version.decode("ascii"),
+            self._client,
+            self._scheme,
+            body,
+            self,
+        )
+        self._request = request
+        self._head_sent = False
+        # RESPONSE_TIMEOUT from the config; _run_handler moves it for a route's own value.
+        deadline = trio.current_time() + self._app.config.RESPONSE_TIMEOUT
+        with trio.CancelScope(deadline=deadline) as cycle:
+            self._cycle_scope = cycle
+            await self._respond(request)
+        self._cycle_scope = None
+        self._request = None
+        if self._gone:
+            return False
+        if cycle.cancelled_caught:
+            if self._head_sent:
+                log.info("client %s:%s did not read for WRITE_TIMEOUT", *self._client)
+                return False
+            log.info("%s: no response within RESPONSE_TIMEOUT", request)
+            await self._send_error(503, "the response took too long")
+            return False
+        return await self._next_cycle(request)
+
+    async def _receive_head(self) -> _Head | None:
+        """Wait for the next request head; ``None`` when the connection should close."""
+        if self._must_close:
+            return None
+        self.idle = self._head_started is None
+        deadline = trio.current_time() + self._app.config.KEEP_ALIVE_TIMEOUT
+        if self._head_started is not None:
+            deadline = self._head_started + self._app.config.REQUEST_TIMEOUT
+        with trio.CancelScope(deadline=deadline) as scope:
+            self._head_scope = scope
+            try:
+                head = await self._heads_receive.receive()
+            except trio.EndOfChannel:
+                head = None
+        self._head_scope = None
+        self.idle = False
+        if scope.cancelled_caught:
+            if self._head_started is not None and not self._must_close:
+                log.info("request head from %s:%s timed out", *self._client)
+                await self._send_error(408, "the request head took too long")
+            return None
+        return head
+
+    async def _respond(self, request: Request) -> None:
+        """Route, run the handler and send its response or the error it raised."""
+        app = self._app
+        response: HTTPResponse | None
+        try:
+            route, params = app.router.match(request.method, request.raw_path)
+            request.route = route
+            response = await self._run_handler(request, route, params)
+        except Exception as exc:
+            if self._head_sent:
+                self._abort(request, exc)
+                return
+            if isinstance(exc, (PayloadTooLarge, RequestTimeout)) or request.stream.error:
+                self._must_close = True
+            response = await app._error_response(request, exc)
+        if response is None:
+            return
+        if isinstance(response, StreamingHTTPResponse):
+            try:
+                await self._stream_callback(request, response)
+            except Exception as exc:
+                if self._head_sent:
+                    self._abort(request, exc)
+                    return
+                response = await app._error_response(request, exc)
+            else:
+                return
+        await self._send_whole(request, response)
+
+    async def _run_handler(
+        self, request: Request, route: Route, params: dict[str, Any]
+    ) -> HTTPResponse | None:
+        config = self._app.config
+        stream = request.stream
+        cycle = self._cycle_scope
+        assert cycle is not None
+        if route.stream:
+            stream.max_size = _limit(route.request_max_size, math.inf)
+        else:
+            stream.max_size = _limit(route.request_max_size, config.REQUEST_MAX_SIZE)
+            if not stream.complete:
+                cycle.deadline = math.inf  # the body has REQUEST_TIMEOUT instead
+                timeout = _limit(route.request_timeout, config.REQUEST_TIMEOUT)
+                with trio.move_on_after(math.inf if timeout is None else timeout) as scope:
+                    await request.receive_body()
+                if scope.cancelled_caught:
+                    raise RequestTimeout("the request body took too long")
+        if cycle.deadline == math.inf or route.response_timeout is not DEFAULT:
+            timeout = _limit(route.response_timeout, config.RESPONSE_TIMEOUT)
+            cycle.deadline = math.inf if timeout is None else trio.current_time() + timeout
+        response = await self._app._dispatch(request, route, params)
+        if request.response is not None:
+            if response is not None:
+                log.warning(
+                    "%s returned a response after responding; it was ignored",
+                    route.name,
+                )
+            await request.response.eof()
+            return None
+        if response is None:
+            raise TypeError(f"handler {route.name} returned None without responding")
+        return response
+
+    async def _stream_callback(self, request: Request, response: StreamingHTTPResponse) -> None:
+        stream = request.respond(response.status, response.headers)
+        await response.streaming_fn(stream)
+        await stream.eof()
+
+    def _abort(self, request: Request, exc: Exception) -> None:
+        """The response has started: cut the connection so the client sees truncation."""
+        log.error(
+            "%s failed after its response started; connection aborted",
+            request, exc_info=exc,
+        )
+        self._must_close = True
+        self._gone = True
+
+    async def _next_cycle(self, request: Request) -> bool:
+        """Finish reading the request body and get h11 ready for the next request."""
+        conn = self._h11
+        if self._must_close or conn.our_state is not h11.DONE:
+            return False
+        if self._body_done is not None and not self._body_done.is_set():
+            # The handler left body unread: discard it (up to REQUEST_MAX_SIZE, under
+            # REQUEST_TIMEOUT) so the connection can be reused.
+            request.stream.close()
+            with trio.move_on_after(self._app.config.REQUEST_TIMEOUT):
+                await self._body_done.wait()
+        if conn.their_state is not h11.DONE:
+            return False
+        conn.start_next_cycle()
+        self._body_done = None
+        self._reading_head = True
+        if conn.trailing_data[0]:
+            # A pipelined request is already buffered: wake the reader to parse it.
+            self._cycle_started.set()
+        return True
+
+    # -- writing --------------------------------------------------------------------
+
+    def _extra_headers(self, headers: list[tuple[bytes, bytes]]) -> None:
+        headers.append((b"date", _http_date()))
+        if self._must_close or self._server.closing or not self._app.config.KEEP_ALIVE:
+            headers.append((b"connection", b"close"))
+
+    async def _send_whole(self, request: Request, response: HTTPResponse) -> None:
+        try:
+            response = await self._app._apply_response_middleware(request, response)
+        except Exception as exc:
+            response = self._app._default_error_response(exc)
+        headers = _encode_headers(response)
+        status = response.status
+        body = response.body
+        if status >= 200 and status not in (204, 304):
+            headers = [h for h in headers if h[0] != b"content-length"]
+            headers.append((b"content-length", str(len(body)).encode()))
+        self._extra_headers(headers)
+        conn = self._h11
+        try:
+            data = conn.send(
+                h11.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
+            )
+            if body and request.method != "HEAD":
+                data += conn.send(h11.Data(data=body))
+            data += conn.send(h11.EndOfMessage())
+        except h11.LocalProtocolError as exc:
+            self._abort(request, exc)
+            return
+        self._head_sent = True
+        await self._send(data, last=True)
+
+    async def send_head(self, response: ResponseStream) -> None:
+        """Send a streamed response's head (the :class:`ResponseSink` interface)."""
+        request = self._request
+        assert request is not None
+        await self._app._apply_response_middleware(request, response)
+        headers = _encode_headers(response)
+        self._extra_headers(headers)
+        data = self._h11.send(
+            h11.Response(
+                status_code=response.status,
+                headers=headers,
+                reason=_REASONS.get(response.status, b""),
+            )
+        )
+        self._head_sent = True
+        await self._send(data)
+
+    async def send_data(self, data: bytes) -> None:
+        """Send a piece of a streamed response body."""
+        assert self._request is not None
+        if self._request.method == "HEAD":
+            return
+        try:
+            out = self._h11.send(h11.Data(data=data))
+        except h11.LocalProtocolError as exc:
+            raise RuntimeError(f"response body does not match its framing: {exc}") from None
+        await self._send(out)
+
+    async def send_end(self) -> None:
+        """End a streamed response."""
+        try:
+            out = self._h11.send(h11.EndOfMessage())
+        except h11.LocalProtocolError as exc:
+            raise RuntimeError(f"response body does not match its framing: {exc}") from None
+        if out:
+            await self._send(out)
+
+    async def _send(self, data: bytes, *, last: bool = False) -> None:
+        """Write to the client; a dead or stalled client cancels the request cycle.
+
+        ``last``: nothing follows in this cycle, so the deadline needs no restoring.
+        """
+        cycle = self._cycle_scope
+        if cycle is None:
+            with trio.move_on_after(self._write_timeout) as scope:
+                await self._send_all(data)
+            if scope.cancelled_caught:
+                raise trio.BrokenResourceError("write timed out")
+            return
+        before = cycle.deadline
+        cycle.deadline = min(before, trio.current_time() + self._write_timeout)
+        await self._send_all(data)
+        if last:
+            return
+        # Once the head is out, RESPONSE_TIMEOUT no longer applies.
+        cycle.deadline = math.inf if self._head_sent else before
+
+    async def _send_all(self, data: bytes) -> None:
+        try:
+            await self._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            log.debug("client %s:%s went away during the response", *self._client)
+            await self._lose()
+
+    async def _lose(self) -> None:
+        """The client is gone: cancel the request cycle, handler and children included."""
+        self._gone = True
+        self._must_close = True
+        if self._cycle_scope is None:
+            raise trio.BrokenResourceError("client connection lost")
+        self._cycle_scope.cancel()
+        await trio.lowlevel.checkpoint()  # raises Cancelled: we are inside that scope
+
+    async def _send_error(self, status: int, message: str) -> None:
+        """Answer a request that never reached a handler, then close."""
+        conn = self._h11
+        if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        self._must_close = True
+        response = self._app._default_error_response(HTTPError(message, status_code=status))
+        headers = _encode_headers(response)
+        headers.append((b"content-length", str(len(response.body)).encode()))
+        self._extra_headers(headers)
+        data = conn.send(
+            h11.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
+        )
+        data += conn.send(h11.Data(data=response.body)) + conn.send(h11.EndOfMessage())
+        try:
+            await self._send(data)
+        except trio.BrokenResourceError:
+            pass
+
+    # -- the reader task --------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        conn = self._h11
+        try:
+            while True:
+                try:
+                    event = conn.next_event()
+                except h11.RemoteProtocolError as exc:
+                    self._protocol_error(exc)
+                    return
+                if event is h11.NEED_DATA:
+                    if not await self._receive():
+                        return
+                elif event is h11.PAUSED:
+                    if conn.trailing_data[0]:
+                        # A pipelined request waits: read no more until its turn.
+                        await self._cycle_started.wait()
+                        self._cycle_started = trio.Event()
+                    elif not await self._receive():
+                        return
+                elif type(event) is h11.Request:
+                    await self._start_request(event)
+                elif type(event) is h11.Data:
+                    await self._push_body(event.data)
+                elif type(event) is h11.EndOfMessage:
+                    self._end_body()
+                else:  # ConnectionClosed
+                    self._client_gone()
+                    return
+        finally:
+            self._heads_send.close()
+            if self._body_send is not None:
+                self._body_send.close()
+
+    async def _receive(self) -> bool:
+        try:
+            data = await self._stream.receive_some(self._buffer_size)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        if not data:
+            self._client_gone()
+            return False
+        if self._head_started is None and self._h11.their_state is h11.IDLE:
+            self._head_started = now = trio.current_time()
+            self.idle = False
+            if self._head_scope is not None:
+                self._head_scope.deadline = now + self._app.config.REQUEST_TIMEOUT
+        self._h11.receive_data(data)
+        return True
+
+    async def _start_request(self, event: h11.Request) -> None:
+        self._head_started = None
+        self._reading_head = False
+        following: Any
+        try:
+            following = self._h11.next_event()
+        except h11.RemoteProtocolError as exc:
+            following = exc
+        if type(following) is h11.EndOfMessage:
+            self._heads_send.send_nowait((event, RequestStream(None, None, None, None)))
+            return
+        content_length = None
+        for name, value in event.headers:
+            if name == b"content-length":
+                content_length = int(value)
+        send, receive = trio.open_memory_channel[bytes](self._queue_size)
+        stream = RequestStream(receive, content_length, None, self._continue)
+        self._body_send, self._body_stream = send, stream
+        self._body_done = trio.Event()
+        self._discarded = 0
+        self._heads_send.send_nowait((event, stream))
+        if type(following) is h11.Data:
+            await self._push_body(following.data)
+        elif isinstance(following, h11.RemoteProtocolError):
+            self._protocol_error(following)
+
+    async def _push_body(self, data: bytes) -> None:
+        size = self._buffer_size
+        for start in range(0, len(data), size):
+            piece = bytes(data[start : start + size])
+            if self._body_send is not None:
+                try:
+                    await self._body_send.send(piece)
+                    continue
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    self._body_send = None
+            self._discarded += len(piece)
+        if self._discarded > self._app.config.REQUEST_MAX_SIZE:
+            # Too much left unread to drain for keep-alive: give up on this connection.
+            log.debug("unread request body too large to drain; closing")
+            self._must_close = True
+            self._end_body()
+            await trio.sleep_forever()
+
+    def _end_body(self) -> None:
+        if self._body_send is not None:
+            self._body_send.close()
+            self._body_send = None
+        self._body_stream = None
+        if self._body_done is not None:
+            self._body_done.set()
+
+    async def _continue(self) -> None:
+        """Send ``100 Continue`` when the handler first reads a body the client holds back."""
+        if self._h11.they_are_waiting_for_100_continue:
+            await self._send(self._h11.send(h11.InformationalResponse(status_code=100, headers=[])))
+
+    def _protocol_error(self, exc: h11.RemoteProtocolError) -> None:
+        self._must_close = True
+        if self._body_stream is not None:
+            # Malformed body framing: the handler's next read raises a 400.
+            self._body_stream.error = HTTPError(str(exc), status_code=exc.error_status_hint)
+            self._end_body()
+        elif self._reading_head:
+            self._reading_head = False
+            self._heads_send.send_nowait(exc)
+
+    def _client_gone(self) -> None:
+        self._gone = True
+        if self._cycle_scope is not None:
+            self._cycle_scope.cancel()

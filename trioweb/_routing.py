@@ -1,0 +1,310 @@
+"""Routes and the router: a dict for static paths, a segment trie for the rest."""
+
+from __future__ import annotations
+
+import enum
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, TypeVar, Union
+from urllib.parse import unquote
+
+from .errors import MethodNotAllowed, NotFound
+
+if TYPE_CHECKING:
+    from .request import Request
+    from .response import HTTPResponse
+
+__all__ = ["DEFAULT", "Handler", "Route", "RouteRegistrar", "Router"]
+
+Handler = Callable[..., Awaitable[Union["HTTPResponse", None]]]
+_H = TypeVar("_H", bound=Handler)
+
+
+class _Default(enum.Enum):
+    token = "DEFAULT"
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+#: Left out, a per-route limit takes the config value; ``None`` means no limit.
+DEFAULT: Final = _Default.token
+Limit = Union[float, None, _Default]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One handler bound to one path and one method, with its own limits."""
+
+    uri: str
+    method: str
+    handler: Handler
+    stream: bool = False
+    request_max_size: Limit = DEFAULT
+    request_timeout: Limit = DEFAULT
+    response_timeout: Limit = DEFAULT
+    name: str | None = None
+
+
+_CONVERTERS: dict[str, tuple[re.Pattern[str], Callable[[str], Any]]] = {
+    "int": (re.compile(r"-?\d+"), int),
+    "float": (re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)"), float),
+    "uuid": (
+        re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}"),
+        uuid.UUID,
+    ),
+    "str": (re.compile(r"[^/]+"), str),
+}
+# When a segment fits several typed parameters, the most specific one wins.
+_PRIORITY = {"int": 0, "float": 1, "uuid": 2, "str": 3}
+_PARAM = re.compile(r"<([A-Za-z_][A-Za-z0-9_]*)(?::([a-z]+))?>")
+
+
+@dataclass
+class _Node:
+    static: dict[str, _Node] = field(default_factory=dict)
+    params: list[tuple[str, str, _Node]] = field(default_factory=list)
+    routes: dict[str, Route] = field(default_factory=dict)
+    # A trailing <name:path> parameter takes every remaining segment.
+    tail: tuple[str, dict[str, Route]] | None = None
+
+
+def _segments(path: str) -> list[str]:
+    return path.split("/")[1:]
+
+
+class Router:
+    """Finds the route for a method and a raw (still percent-encoded) path.
+
+    Static paths are one dict lookup; paths with parameters walk a trie of segments,
+    trying a literal segment before typed parameters, so lookup cost grows with the
+    depth of the path, not with the number of routes.
+    """
+
+    def __init__(self) -> None:
+        self._static: dict[str, dict[str, Route]] = {}
+        self._root = _Node()
+        self.routes: list[Route] = []
+
+    def add(self, route: Route) -> None:
+        """Register ``route``; a second handler for the same path and method is an error."""
+        if not route.uri.startswith("/"):
+            raise ValueError(f"route {route.uri!r} must start with '/'")
+        if _PARAM.search(route.uri) is None:
+            table = self._static.setdefault(route.uri, {})
+        else:
+            table = self._insert(route.uri)
+        if route.method in table:
+            raise ValueError(f"{route.method} {route.uri} is already routed")
+        table[route.method] = route
+        self.routes.append(route)
+
+    def _insert(self, uri: str) -> dict[str, Route]:
+        node = self._root
+        segments = _segments(uri)
+        for index, segment in enumerate(segments):
+            match = _PARAM.fullmatch(segment)
+            if match is None:
+                if "<" in segment:
+                    raise ValueError(f"bad parameter in route {uri!r}: {segment!r}")
+                node = node.static.setdefault(segment, _Node())
+                continue
+            name, kind = match.group(1), match.group(2) or "str"
+            if kind == "path":
+                if index != len(segments) - 1:
+                    raise ValueError(f"<{name}:path> must be the last segment of {uri!r}")
+                if node.tail is None:
+                    node.tail = (name, {})
+                elif node.tail[0] != name:
+                    raise ValueError(f"conflicting path parameter in {uri!r}")
+                return node.tail[1]
+            if kind not in _CONVERTERS:
+                raise ValueError(f"unknown parameter type {kind!r} in {uri!r}")
+            for pname, pkind, child in node.params:
+                if pkind == kind:
+                    if pname != name:
+                        raise ValueError(f"conflicting parameter names in {uri!r}")
+                    node = child
+                    break
+            else:
+                child = _Node()
+                node.params.append((name, kind, child))
+                node.params.sort(key=lambda edge: _PRIORITY[edge[1]])
+                node = child
+        return node.routes
+
+    def match(self, method: str, raw_path: str) -> tuple[Route, dict[str, Any]]:
+        """The route and converted parameters; raises NotFound or MethodNotAllowed."""
+        allowed: set[str] = set()
+        if "%" not in raw_path:
+            table = self._static.get(raw_path)
+            if table is not None and (route := _pick(table, method, allowed)) is not None:
+                return route, {}
+            segments = _segments(raw_path)
+        else:
+            segments = [unquote(s, errors="strict") for s in _segments(raw_path)]
+            # An encoded slash must not turn one segment into a different static path.
+            table = None if any("/" in s for s in segments) else self._static.get(
+                "/" + "/".join(segments)
+            )
+        if table is not None:
+            route = _pick(table, method, allowed)
+            if route is not None:
+                return route, {}
+        params: dict[str, Any] = {}
+        route = self._walk(self._root, segments, 0, params, method, allowed)
+        if route is not None:
+            return route, params
+        if allowed:
+            raise MethodNotAllowed(allowed=allowed | ({"HEAD"} if "GET" in allowed else set()))
+        raise NotFound()
+
+    def _walk(
+        self,
+        node: _Node,
+        segments: list[str],
+        index: int,
+        params: dict[str, Any],
+        method: str,
+        allowed: set[str],
+    ) -> Route | None:
+        if index == len(segments):
+            return _pick(node.routes, method, allowed) if node.routes else None
+        segment = segments[index]
+        child = node.static.get(segment)
+        if child is not None:
+            route = self._walk(child, segments, index + 1, params, method, allowed)
+            if route is not None:
+                return route
+        for name, kind, child in node.params:
+            pattern, convert = _CONVERTERS[kind]
+            if pattern.fullmatch(segment) is None:
+                continue
+            params[name] = convert(segment)
+            route = self._walk(child, segments, index + 1, params, method, allowed)
+            if route is not None:
+                return route
+            del params[name]
+        if node.tail is not None and segment:
+            name, routes = node.tail
+            route = _pick(routes, method, allowed)
+            if route is not None:
+                params[name] = "/".join(segments[index:])
+                return route
+        return None
+
+
+def _pick(table: dict[str, Route], method: str, allowed: set[str]) -> Route | None:
+    route = table.get(method)
+    if route is None and method == "HEAD":
+        route = table.get("GET")
+    if route is None:
+        allowed.update(table)
+    return route
+
+
+class RouteRegistrar:
+    """The route-declaring methods shared by :class:`App` and :class:`Blueprint`."""
+
+    def _add(self, route: Route) -> None:
+        raise NotImplementedError
+
+    def add_route(
+        self,
+        handler: Any,
+        uri: str,
+        methods: Iterable[str] | None = None,
+        *,
+        stream: bool = False,
+        request_max_size: Limit = DEFAULT,
+        request_timeout: Limit = DEFAULT,
+        response_timeout: Limit = DEFAULT,
+        name: str | None = None,
+    ) -> None:
+        """Route ``handler`` at ``uri``.
+
+        ``handler`` is an ``async def`` function, ``SomeView.as_view()`` or a
+        ``CompositionView``; for the last two the methods come from the view, and a
+        method marked with ``@stream`` (or added with ``stream=True``) streams.
+        """
+        from ._views import view_methods
+
+        per_method = view_methods(handler)
+        if per_method is None:
+            per_method = {m.upper(): (handler, stream) for m in (methods or ["GET"])}
+        default_name = getattr(handler, "__name__", type(handler).__name__)
+        for method, (func, is_stream) in per_method.items():
+            self._add(
+                Route(
+                    uri=uri,
+                    method=method,
+                    handler=func,
+                    stream=is_stream,
+                    request_max_size=request_max_size,
+                    request_timeout=request_timeout,
+                    response_timeout=response_timeout,
+                    name=name or default_name,
+                )
+            )
+
+    def route(
+        self,
+        uri: str,
+        methods: Iterable[str] = ("GET",),
+        *,
+        stream: bool = False,
+        request_max_size: Limit = DEFAULT,
+        request_timeout: Limit = DEFAULT,
+        response_timeout: Limit = DEFAULT,
+        name: str | None = None,
+    ) -> Callable[[_H], _H]:
+        """Decorator: route the decorated ``async def`` handler at ``uri``."""
+
+        def decorator(handler: _H) -> _H:
+            self.add_route(
+                handler,
+                uri,
+                methods,
+                stream=stream,
+                request_max_size=request_max_size,
+                request_timeout=request_timeout,
+                response_timeout=response_timeout,
+                name=name,
+            )
+            return handler
+
+        return decorator
+
+    def get(self, uri: str, **options: Any) -> Callable[[_H], _H]:
+        """``route(uri, ["GET"])``; HEAD is answered too."""
+        return self.route(uri, ["GET"], **options)
+
+    def head(self, uri: str, **options: Any) -> Callable[[_H], _H]:
+        """``route(uri, ["HEAD"])``."""
+        return self.route(uri, ["HEAD"], **options)
+
+    def delete(self, uri: str, **options: Any) -> Callable[[_H], _H]:
+        """``route(uri, ["DELETE"])``."""
+        return self.route(uri, ["DELETE"], **options)
+
+    def options(self, uri: str, **options: Any) -> Callable[[_H], _H]:
+        """``route(uri, ["OPTIONS"])``."""
+        return self.route(uri, ["OPTIONS"], **options)
+
+    def post(self, uri: str, *, stream: bool = False, **options: Any) -> Callable[[_H], _H]:
+        """``route(uri, ["POST"])``; ``stream=True`` hands the body over as a stream."""
+        return self.route(uri, ["POST"], stream=stream, **options)
+
+    def put(self, uri: str, *, stream: bool = False, **options: Any) -> Callable[[_H], _H]:
+        """``route(uri, ["PUT"])``; ``stream=True`` hands the body over as a stream."""
+        return self.route(uri, ["PUT"], stream=stream, **options)
+
+    def patch(self, uri: str, *, stream: bool = False, **options: Any) -> Callable[[_H], _H]:
+        """``route(uri, ["PATCH"])``; ``stream=True`` hands the body over as a stream."""
+        return self.route(uri, ["PATCH"], stream=stream, **options)
+
+
+if TYPE_CHECKING:  # keep the Request import used for readers of Handler
+    _unused: Request

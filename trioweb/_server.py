@@ -1,0 +1,293 @@
+"""Serving: listeners, the connection nursery, listeners' hooks, signals, shutdown."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import socket
+import ssl as _ssl
+import sys
+import threading
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ._connection import Connection
+
+if TYPE_CHECKING:
+    from ._app import App
+
+__all__ = ["Server", "open_listeners", "run", "serve_listeners"]
+
+log = logging.getLogger("trioweb")
+
+# accept() errors that mean "out of resources right now", not "this listener is broken".
+_ACCEPT_CAPACITY_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+
+
+class Server:
+    """A running server, as given by ``await nursery.start(app.serve, host, 0)``."""
+
+    def __init__(self, addresses: list[tuple[str, int]]) -> None:
+        #: Every bound (host, port).
+        self.addresses = addresses
+        self.closing = False
+        self._shutdown = trio.Event()
+        self._connections: set[Connection] = set()
+        self._all_closed = trio.Event()
+
+    @property
+    def port(self) -> int:
+        """The bound port (the first listener's)."""
+        return self.addresses[0][1]
+
+    def shutdown(self) -> None:
+        """Begin a graceful shutdown and return at once; ``serve`` returns when done."""
+        self._shutdown.set()
+
+    def __repr__(self) -> str:
+        return f"<Server {self.addresses}>"
+
+
+async def open_listeners(
+    host: str | None, port: int, *, ssl: Any = None, backlog: int | None = None
+) -> list[trio.abc.Listener[Any]]:
+    """TCP listeners on ``host:port`` (wrapped for TLS when ``ssl`` is an SSLContext)."""
+    listeners: list[trio.abc.Listener[Any]] = list(
+        await trio.open_tcp_listeners(port, host=host, backlog=backlog)
+    )
+    return _wrap_ssl(listeners, ssl)
+
+
+def _wrap_ssl(listeners: list[trio.abc.Listener[Any]], ssl: Any) -> list[trio.abc.Listener[Any]]:
+    if ssl is None:
+        return listeners
+    if not isinstance(ssl, _ssl.SSLContext):
+        raise TypeError("ssl= takes an ssl.SSLContext")
+    return [trio.SSLListener(listener, ssl, https_compatible=True) for listener in listeners]
+
+
+def _socket_of(stream: Any) -> Any:
+    while not hasattr(stream, "socket"):
+        stream = getattr(stream, "transport_stream", None)
+        if stream is None:
+            return None
+    return stream.socket
+
+
+def _address(sockaddr: Any) -> tuple[str, int]:
+    if isinstance(sockaddr, tuple):
+        return str(sockaddr[0]), int(sockaddr[1])
+    return str(sockaddr), 0
+
+
+async def serve_listeners(
+    app: App,
+    listeners: list[trio.abc.Listener[Any]],
+    *,
+    handle_signals: bool,
+    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the server's whole life on ``listeners`` (sockets, or the test client's).
+
+    Order: app nursery opens, ``before_server_start``, accept, ``after_server_start``,
+    ``task_status.started(server)``; then on shutdown: ``before_server_stop``, stop
+    accepting, close idle connections, let in-flight requests finish for up to
+    ``GRACEFUL_SHUTDOWN_TIMEOUT``, cancel the rest and the app nursery,
+    ``after_server_stop``.
+    """
+    addresses = []
+    for listener in listeners:
+        sock = _socket_of(listener)
+        addresses.append(_address(sock.getsockname()) if sock is not None else ("memory", 0))
+    server = Server(addresses)
+    scheme = "https" if isinstance(listeners[0], trio.SSLListener) else "http"
+    async with trio.open_nursery() as outer:
+        if handle_signals and threading.current_thread() is threading.main_thread():
+            await outer.start(_watch_signals, server)
+        async with trio.open_nursery() as app_nursery:
+            app._nursery = app_nursery
+            try:
+                await app._run_listeners("before_server_start")
+                await _serve_connections(app, server, listeners, scheme, task_status)
+            finally:
+                app._nursery = None
+                app_nursery.cancel_scope.cancel()
+        await app._run_listeners("after_server_stop")
+        outer.cancel_scope.cancel()
+    log.info("Server stopped")
+
+
+async def _serve_connections(
+    app: App,
+    server: Server,
+    listeners: list[trio.abc.Listener[Any]],
+    scheme: str,
+    task_status: trio.TaskStatus[Any],
+) -> None:
+    async with trio.open_nursery() as connections:
+        async with trio.open_nursery() as acceptors:
+            for listener in listeners:
+                acceptors.start_soon(_accept_loop, app, server, listener, connections, scheme)
+            for host, port in server.addresses:
+                shown = f"[{host}]" if ":" in host else host
+                log.info("Serving on %s://%s:%d", scheme, shown, port)
+            await app._run_listeners("after_server_start")
+            task_status.started(server)
+            await server._shutdown.wait()
+            log.info("Shutting down")
+            await app._run_listeners("before_server_stop")
+            acceptors.cancel_scope.cancel()
+        server.closing = True
+        for connection in list(server._connections):
+            connection.close_if_idle()
+        if server._connections:
+            with trio.move_on_after(app.config.GRACEFUL_SHUTDOWN_TIMEOUT):
+                await server._all_closed.wait()
+            if server._connections:
+                log.info("cancelling %d unfinished connections", len(server._connections))
+        connections.cancel_scope.cancel()
+
+
+async def _accept_loop(
+    app: App,
+    server: Server,
+    listener: trio.abc.Listener[Any],
+    connections: trio.Nursery,
+    scheme: str,
+) -> None:
+    async with listener:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in _ACCEPT_CAPACITY_ERRORS:
+                    raise
+                log.error("accept failed (%s); retrying in 100 ms", os.strerror(exc.errno))
+                await trio.sleep(0.1)
+                continue
+            connections.start_soon(_serve_connection, app, server, stream, scheme)
+
+
+async def _serve_connection(
+    app: App, server: Server, stream: trio.abc.Stream, scheme: str
+) -> None:
+    sock = _socket_of(stream)
+    client = _address(sock.getpeername()) if sock is not None else ("127.0.0.1", 0)
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    connection = Connection(app, server, stream, client, scheme)
+    server._connections.add(connection)
+    try:
+        async with stream:
+            await connection.serve()
+    finally:
+        server._connections.discard(connection)
+        if server.closing and not server._connections:
+            server._all_closed.set()
+
+
+async def _watch_signals(
+    server: Server, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """SIGINT or SIGTERM start a graceful shutdown; a second one stops at once."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for signum in signals:
+            if not server._shutdown.is_set():
+                log.info("%s received", signal.Signals(signum).name)
+                server.shutdown()
+            else:
+                log.warning("second signal: stopping without waiting")
+                raise KeyboardInterrupt
+
+
+def configure_logging() -> None:
+    """Show trioweb's INFO lines on stderr unless the application set up logging."""
+    logger = logging.getLogger("trioweb")
+    if logging.getLogger().handlers or logger.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+def run(app: App, host: str, port: int, *, workers: int = 1, ssl: Any = None) -> None:
+    """Block serving ``app``; with ``workers > 1``, in that many forked processes."""
+    configure_logging()
+    try:
+        if workers <= 1:
+            trio.run(partial(app.serve, host, port, ssl=ssl))
+        else:
+            _run_workers(app, host, port, workers, ssl)
+    except KeyboardInterrupt:
+        pass
+
+
+def _run_workers(app: App, host: str, port: int, workers: int, ssl: Any) -> None:
+    """Bind once, fork ``workers`` children that all accept on the same sockets.
+
+    The parent only supervises: SIGINT or SIGTERM is passed on to every child (each shuts
+    down gracefully), and the parent exits 0 once they all have.
+    """
+    sockets = _bind(host, port)
+    children: list[int] = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 0
+            try:
+                trio.run(_serve_sockets, app, sockets, ssl)
+            except KeyboardInterrupt:
+                pass
+            except BaseException:
+                log.exception("worker crashed")
+                code = 1
+            os._exit(code)
+        children.append(pid)
+    for sock in sockets:
+        sock.close()
+
+    def forward(signum: int, frame: Any) -> None:
+        for child in children:
+            try:
+                os.kill(child, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    failed = False
+    for child in children:
+        _, status = os.waitpid(child, 0)
+        failed = failed or os.waitstatus_to_exitcode(status) != 0
+    if failed:
+        sys.exit(1)
+
+
+def _bind(host: str, port: int) -> list[socket.socket]:
+    sockets = []
+    for family, kind, proto, _, addr in socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    ):
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(addr)
+        sock.listen(socket.SOMAXCONN)
+        sockets.append(sock)
+    return sockets
+
+
+async def _serve_sockets(app: App, sockets: list[socket.socket], ssl: Any) -> None:
+    listeners: list[trio.abc.Listener[Any]] = [
+        trio.SocketListener(trio.socket.from_stdlib_socket(sock)) for sock in sockets
+    ]
+    await serve_listeners(app, _wrap_ssl(listeners, ssl), handle_signals=True)
+
+

@@ -1,0 +1,262 @@
+"""The request: its head, its body as a bounded stream, and ``respond()``."""
+
+from __future__ import annotations
+
+import json as _json
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote
+
+import trio
+
+from ._headers import Headers, HeadersInit, MultiDict
+from .errors import BadRequest, PayloadTooLarge
+from .response import ResponseSink, ResponseStream
+
+if TYPE_CHECKING:
+    from ._app import App
+    from ._routing import Route
+
+__all__ = ["Request", "RequestStream"]
+
+
+class RequestStream:
+    """The request body, chunk by chunk, from a bounded Trio memory channel.
+
+    The connection pushes at most ``REQUEST_QUEUE_SIZE`` chunks ahead of the reader;
+    while the channel is full it does not read the socket, so a slow handler slows the
+    client down instead of filling memory. ``async for chunk in stream`` yields non-empty
+    ``bytes``; ``await stream.read()`` returns the next chunk, or ``None`` at the end.
+
+    ``max_size`` (bytes, ``None`` for no limit) may be changed before or while reading;
+    passing it raises :class:`~trioweb.errors.PayloadTooLarge`, at once when the
+    declared ``Content-Length`` is already too large.
+    """
+
+    def __init__(
+        self,
+        channel: trio.MemoryReceiveChannel[bytes] | None,
+        content_length: int | None,
+        max_size: float | None,
+        on_first_read: Callable[[], Awaitable[None]] | None,
+    ) -> None:
+        self._channel = channel
+        self._content_length = content_length
+        self.max_size = max_size
+        self._on_first_read = on_first_read
+        self._received = 0
+        #: Set by the connection when the body cannot be completed (malformed framing).
+        self.error: Exception | None = None
+
+    @property
+    def received(self) -> int:
+        """Body bytes read so far."""
+        return self._received
+
+    @property
+    def complete(self) -> bool:
+        """Whether the whole body has been read."""
+        return self._channel is None
+
+    def _check_size(self, size: int) -> None:
+        if self.max_size is not None and size > self.max_size:
+            raise PayloadTooLarge(f"the request body is larger than {int(self.max_size)} bytes")
+
+    async def read(self) -> bytes | None:
+        """The next chunk of the body, or ``None`` once it has all been read."""
+        if self._on_first_read is not None:
+            if self._content_length is not None:
+                self._check_size(self._content_length)
+            first, self._on_first_read = self._on_first_read, None
+            await first()
+        if self._channel is None:
+            if self.error is not None:
+                raise self.error
+            return None
+        try:
+            chunk = await self._channel.receive()
+        except trio.EndOfChannel:
+            self._channel = None
+            if self.error is not None:
+                raise self.error from None
+            return None
+        self._received += len(chunk)
+        self._check_size(self._received)
+        return chunk
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[bytes]:
+        while (chunk := await self.read()) is not None:
+            yield chunk
+
+    def close(self) -> None:
+        """Stop reading: the rest of the body is discarded by the connection."""
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+
+class Request:
+    """One HTTP request, as a handler sees it.
+
+    The head is parsed lazily: headers, arguments and the decoded path cost nothing
+    until asked for. ``body`` holds the whole body on buffered routes; streaming routes
+    read ``stream`` instead (or ``await receive_body()`` to fill ``body``).
+    """
+
+    __slots__ = (
+        "_args",
+        "_ctx",
+        "_headers",
+        "_json",
+        "_raw_headers",
+        "_sink",
+        "app",
+        "body",
+        "client",
+        "method",
+        "query_string",
+        "raw_path",
+        "response",
+        "route",
+        "scheme",
+        "stream",
+        "version",
+    )
+
+    def __init__(
+        self,
+        app: App,
+        method: str,
+        target: str,
+        raw_headers: Sequence[tuple[bytes, bytes]],
+        version: str,
+        client: tuple[str, int],
+        scheme: str,
+        stream: RequestStream,
+        sink: ResponseSink,
+    ) -> None:
+        self.app = app
+        self.method = method
+        path, _, self.query_string = target.partition("?")
+        if not path.startswith("/"):
+            # absolute-form ("http://host/path") or asterisk-form ("*")
+            scheme_end = path.find("://")
+            path = path[path.find("/", scheme_end + 3):] if scheme_end != -1 else path
+            if not path.startswith("/"):
+                path = "/" + path if path != "*" else path
+        #: The path as sent, still percent-encoded.
+        self.raw_path = path
+        self._raw_headers = raw_headers
+        self._headers: Headers | None = None
+        self._args: MultiDict | None = None
+        self._json: Any = _UNREAD
+        self._ctx: SimpleNamespace | None = None
+        self.version = version
+        self.client = client
+        self.scheme = scheme
+        self.stream = stream
+        self._sink = sink
+        self.body = b""
+        #: The route that matched, once routing has run.
+        self.route: Route | None = None
+        #: The stream made by :meth:`respond`, if the handler called it.
+        self.response: ResponseStream | None = None
+
+    @property
+    def headers(self) -> Headers:
+        """Case-insensitive, multi-valued request headers (``get``, ``getall``)."""
+        if self._headers is None:
+            self._headers = Headers._trusted(
+                [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self._raw_headers]
+            )
+        return self._headers
+
+    @property
+    def path(self) -> str:
+        """The percent-decoded path, without the query string."""
+        return unquote(self.raw_path)
+
+    @property
+    def args(self) -> MultiDict:
+        """Query-string arguments, multi-valued (``get``, ``getlist``)."""
+        if self._args is None:
+            self._args = MultiDict(parse_qsl(self.query_string, keep_blank_values=True))
+        return self._args
+
+    @property
+    def content_type(self) -> str:
+        """The ``Content-Type`` header, ``application/octet-stream`` when absent."""
+        return self.headers.get("content-type", "application/octet-stream")
+
+    @property
+    def content_length(self) -> int | None:
+        """The declared ``Content-Length``, or ``None`` (chunked or no body)."""
+        value = self.headers.get("content-length")
+        return int(value) if value is not None else None
+
+    @property
+    def host(self) -> str:
+        """The ``Host`` header (empty for HTTP/1.0 requests without one)."""
+        return self.headers.get("host", "")
+
+    @property
+    def url(self) -> str:
+        """The full URL: scheme, host, path and query string."""
+        query = f"?{self.query_string}" if self.query_string else ""
+        return f"{self.scheme}://{self.host}{self.raw_path}{query}"
+
+    @property
+    def ctx(self) -> SimpleNamespace:
+        """A namespace for the application's own per-request data."""
+        if self._ctx is None:
+            self._ctx = SimpleNamespace()
+        return self._ctx
+
+    @property
+    def json(self) -> Any:
+        """The body parsed as JSON (``None`` for an empty body); invalid JSON is a 400."""
+        if self._json is _UNREAD:
+            if not self.body:
+                self._json = None
+            else:
+                try:
+                    self._json = _json.loads(self.body)
+                except ValueError as exc:
+                    raise BadRequest(f"invalid JSON body: {exc}") from None
+        return self._json
+
+    async def receive_body(self) -> bytes:
+        """Read the rest of the body from :attr:`stream` into :attr:`body`, and return it."""
+        parts = [self.body] if self.body else []
+        async for chunk in self.stream:
+            parts.append(chunk)
+        self.body = b"".join(parts)
+        return self.body
+
+    def respond(
+        self,
+        status: int = 200,
+        headers: HeadersInit = None,
+        content_type: str | None = None,
+    ) -> ResponseStream:
+        """Start a streamed response (see :class:`~trioweb.response.ResponseStream`).
+
+        Calling it twice for one request is an error.
+        """
+        if self.response is not None:
+            raise RuntimeError("respond() was already called for this request")
+        merged = Headers(headers)
+        if content_type is not None:
+            merged["content-type"] = content_type
+        self.response = ResponseStream(self._sink, status, merged)
+        return self.response
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.raw_path}>"
+
+
+_UNREAD: Any = object()

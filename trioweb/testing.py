@@ -1,0 +1,288 @@
+"""Testing without sockets: an httpx client served over in-memory Trio streams.
+
+``TestClient(app)`` runs the app's whole server life (listeners, ``app.nursery``,
+graceful shutdown) with the same connection code as real sockets; only the byte pipe is
+different. The pipe has bounded buffers, like a socket's, so backpressure and slow
+clients behave in tests as they do on the network.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import h11
+import httpx
+import trio
+
+from ._server import Server, serve_listeners
+
+if TYPE_CHECKING:
+    from ._app import App
+
+__all__ = ["TestClient", "memory_pipe_pair"]
+
+
+class _Buffer:
+    """Bytes in flight one way, at most ``limit`` of them."""
+
+    def __init__(self, limit: int) -> None:
+        self.data = bytearray()
+        self.limit = limit
+        self.eof = False
+        self.reader_closed = False
+        self.lot = trio.lowlevel.ParkingLot()
+
+
+class _PipeStream(trio.abc.HalfCloseableStream):
+    """One end of an in-memory, bounded, full-duplex byte pipe."""
+
+    def __init__(self, incoming: _Buffer, outgoing: _Buffer) -> None:
+        self._in = incoming
+        self._out = outgoing
+        self._closed = False
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await trio.lowlevel.checkpoint()
+        view = memoryview(data)
+        out = self._out
+        while view:
+            if self._closed:
+                raise trio.ClosedResourceError("this end was closed")
+            if out.reader_closed:
+                raise trio.BrokenResourceError("the other end was closed")
+            if out.eof:
+                raise trio.ClosedResourceError("send_eof() was called")
+            room = out.limit - len(out.data)
+            if room <= 0:
+                await out.lot.park()
+                continue
+            out.data += view[:room]
+            view = view[room:]
+            out.lot.unpark_all()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        while len(self._out.data) >= self._out.limit and not self._out.reader_closed:
+            await self._out.lot.park()
+        await trio.lowlevel.checkpoint()
+
+    async def send_eof(self) -> None:
+        await trio.lowlevel.checkpoint()
+        self._out.eof = True
+        self._out.lot.unpark_all()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.lowlevel.checkpoint()
+        incoming = self._in
+        while not incoming.data:
+            if self._closed:
+                raise trio.ClosedResourceError("this end was closed")
+            if incoming.eof:
+                return b""
+            await incoming.lot.park()
+        size = len(incoming.data) if max_bytes is None else max_bytes
+        chunk = bytes(incoming.data[:size])
+        del incoming.data[: len(chunk)]
+        incoming.lot.unpark_all()
+        return chunk
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._out.eof = True
+            self._in.reader_closed = True
+            self._in.data.clear()
+            self._out.lot.unpark_all()
+            self._in.lot.unpark_all()
+        await trio.lowlevel.checkpoint()
+
+
+def memory_pipe_pair(buffer_size: int = 65536) -> tuple[_PipeStream, _PipeStream]:
+    """Two connected in-memory streams, each direction buffering ``buffer_size`` bytes."""
+    one, two = _Buffer(buffer_size), _Buffer(buffer_size)
+    return _PipeStream(one, two), _PipeStream(two, one)
+
+
+class _MemoryListener(trio.abc.Listener[trio.abc.Stream]):
+    """A listener whose connections come from :meth:`connect`, not from a socket."""
+
+    def __init__(self, buffer_size: int) -> None:
+        self._buffer_size = buffer_size
+        self._send, self._receive = trio.open_memory_channel[trio.abc.Stream](math.inf)
+
+    async def accept(self) -> trio.abc.Stream:
+        try:
+            return await self._receive.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise trio.ClosedResourceError("listener closed") from None
+
+    async def aclose(self) -> None:
+        self._receive.close()
+        await trio.lowlevel.checkpoint()
+
+    def connect(self) -> trio.abc.Stream:
+        client, server = memory_pipe_pair(self._buffer_size)
+        try:
+            self._send.send_nowait(server)
+        except trio.BrokenResourceError:
+            raise httpx.ConnectError("the test server is not accepting connections") from None
+        return client
+
+
+class _ResponseBody(httpx.AsyncByteStream):
+    def __init__(
+        self, conn: h11.Connection, stream: trio.abc.Stream, sender: trio.CancelScope
+    ) -> None:
+        self._conn = conn
+        self._stream = stream
+        self._sender = sender
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while True:
+            event = await _next_event(self._conn, self._stream)
+            if isinstance(event, h11.Data):
+                yield bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return
+            else:
+                raise httpx.RemoteProtocolError(f"unexpected {event!r} in the response body")
+
+    async def aclose(self) -> None:
+        self._sender.cancel()
+        await self._stream.aclose()
+
+
+async def _next_event(conn: h11.Connection, stream: trio.abc.Stream) -> Any:
+    while True:
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise httpx.RemoteProtocolError(str(exc)) from None
+        if event is not h11.NEED_DATA:
+            if isinstance(event, h11.ConnectionClosed):
+                raise httpx.RemoteProtocolError("the server closed the connection")
+            return event
+        try:
+            data = await stream.receive_some(65536)
+        except trio.BrokenResourceError:
+            data = b""
+        conn.receive_data(data)
+
+
+class _Transport(httpx.AsyncBaseTransport):
+    def __init__(self, client: TestClient) -> None:
+        self._client = client
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        stream = self._client._listener.connect()
+        conn = h11.Connection(h11.CLIENT)
+        head = h11.Request(
+            method=request.method, target=request.url.raw_path, headers=request.headers.raw
+        )
+        await stream.send_all(conn.send(head))
+        # The body goes out from its own task so the response can arrive while it is
+        # still being sent (full duplex, and early answers such as 413).
+        sender = trio.CancelScope()
+        self._client._nursery.start_soon(self._send_body, conn, stream, request, sender)
+        try:
+            while True:
+                event = await _next_event(conn, stream)
+                if isinstance(event, h11.Response):
+                    break
+        except BaseException:
+            sender.cancel()
+            await stream.aclose()
+            raise
+        return httpx.Response(
+            status_code=event.status_code,
+            headers=list(event.headers),
+            stream=_ResponseBody(conn, stream, sender),
+            extensions={
+                "http_version": b"HTTP/" + event.http_version,
+                "reason_phrase": event.reason,
+            },
+        )
+
+    @staticmethod
+    async def _send_body(
+        conn: h11.Connection,
+        stream: trio.abc.Stream,
+        request: httpx.Request,
+        scope: trio.CancelScope,
+    ) -> None:
+        with scope:
+            try:
+                assert isinstance(request.stream, httpx.AsyncByteStream)
+                async for chunk in request.stream:
+                    if chunk:
+                        await stream.send_all(conn.send(h11.Data(data=chunk)))
+                await stream.send_all(conn.send(h11.EndOfMessage()))
+            except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
+                pass  # the server answered early and closed, or we closed the response
+
+
+class TestClient(httpx.AsyncClient):
+    """An ``httpx.AsyncClient`` talking to ``app`` over in-memory streams.
+
+    ``async with TestClient(app) as client:`` starts the app's server life (its
+    listeners run, ``app.nursery`` exists) and stops it gracefully on exit. Each request
+    uses a new in-memory connection; ``client.raw()`` opens one for raw bytes.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        base_url: str = "http://testserver",
+        buffer_size: int = 65536,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(transport=_Transport(self), base_url=base_url, **kwargs)
+        self.app = app
+        self._listener = _MemoryListener(buffer_size)
+        self._stack = AsyncExitStack()
+        self._stopped = trio.Event()
+        self.server: Server | None = None
+
+    async def __aenter__(self) -> TestClient:
+        self._nursery = await self._stack.enter_async_context(trio.open_nursery())
+        self.server = await self._nursery.start(self._run_server)
+        await super().__aenter__()
+        return self
+
+    async def _run_server(self, task_status: trio.TaskStatus[Server]) -> None:
+        try:
+            await serve_listeners(
+                self.app, [self._listener], handle_signals=False, task_status=task_status
+            )
+        finally:
+            self._stopped.set()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc: BaseException | None = None,
+        tb: TracebackType | None = None,
+    ) -> None:
+        try:
+            await super().__aexit__(exc_type, exc, tb)
+            assert self.server is not None
+            self.server.shutdown()
+            await self._stopped.wait()
+            self._nursery.cancel_scope.cancel()
+        finally:
+            await self._stack.__aexit__(exc_type, exc, tb)
+
+    @asynccontextmanager
+    async def raw(self) -> AsyncIterator[trio.abc.Stream]:
+        """A new connection to the app, as a Trio stream of raw bytes."""
+        stream = self._listener.connect()
+        try:
+            yield stream
+        finally:
+            await stream.aclose()
