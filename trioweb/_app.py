@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import trio
 
 from ._config import Config
-from ._routing import Route, RouteRegistrar, Router
+from ._routing import Route, Router, RouteRegistrar
 from .errors import HTTPError, MethodNotAllowed
 from .request import Request
 from .response import HTTPResponse, ResponseStream, text
@@ -27,9 +27,7 @@ log = logging.getLogger("trioweb")
 
 ErrorHandler = Callable[[Request, Exception], Awaitable[HTTPResponse]]
 RequestMiddleware = Callable[[Request], Awaitable[HTTPResponse | None]]
-ResponseMiddleware = Callable[
-    [Request, Any], Awaitable[HTTPResponse | None]
-]
+ResponseMiddleware = Callable[[Request, Any], Awaitable[HTTPResponse | None]]
 Listener = Callable[["App"], Awaitable[None]]
 _F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
 
@@ -156,9 +154,7 @@ class App(RouteRegistrar):
 
         configure_logging()
         listeners = await open_listeners(host, port, ssl=ssl, backlog=backlog)
-        await serve_listeners(
-            self, listeners, handle_signals=True, task_status=task_status
-        )
+        await serve_listeners(self, listeners, handle_signals=True, task_status=task_status)
 
     def run(
         self,
@@ -183,9 +179,7 @@ class App(RouteRegistrar):
                 return early
         return await route.handler(request, **params)
 
-    async def _apply_response_middleware(
-        self, request: Request, response: Any
-    ) -> Any:
+    async def _apply_response_middleware(self, request: Request, response: Any) -> Any:
         for middleware in self._response_middleware:
             replacement = await middleware(request, response)
             if replacement is not None and not isinstance(response, ResponseStream):

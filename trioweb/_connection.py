@@ -9,27 +9,31 @@ Two tasks share a connection, both in its nursery:
   closes that channel. Between requests it keeps reading, so a client that goes away
   is noticed at once and cancels the handler.
 * the **connection task** (:meth:`Connection.serve`) waits for a head, runs the
-  handler inline inside a cancel scope, writes the response and starts the next cycle.
+  handler inline, writes the response and starts the next cycle.
 
-Every timeout is a cancel scope: the keep-alive and head deadlines around the wait for
-a head, ``RESPONSE_TIMEOUT`` around the handler until the response head is sent,
-``REQUEST_TIMEOUT`` around a buffered body, ``WRITE_TIMEOUT`` around each send.
+Every timeout is one cancel scope: the connection task's. Each timeout ends the
+connection (silently, or after a 408 or 503), so a single scope per connection is
+enough; its deadline moves as the connection goes through its :class:`Phase`, and when
+it fires the phase says what it meant. This costs a deadline update per phase instead
+of a new scope per wait, which matters on the per-request hot path.
 """
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import logging
 import math
 import time
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 import h11
 import trio
 
 from ._routing import DEFAULT, Limit, Route
-from .errors import HTTPError, PayloadTooLarge, RequestTimeout
+from .errors import HTTPError, PayloadTooLarge
 from .request import Request, RequestStream
 from .response import HTTPResponse, ResponseStream, StreamingHTTPResponse
 
@@ -37,11 +41,11 @@ if TYPE_CHECKING:
     from ._app import App
     from ._server import Server
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "Phase"]
 
 log = logging.getLogger("trioweb")
 
-_Head = Union[tuple[h11.Request, RequestStream], h11.RemoteProtocolError]
+_Head = tuple[h11.Request, RequestStream] | h11.RemoteProtocolError
 
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _date_cache: tuple[int, bytes] = (0, b"")
@@ -60,8 +64,24 @@ def _limit(route_value: Limit, config_value: float) -> float | None:
     return config_value if route_value is DEFAULT else route_value
 
 
+def _deadline(timeout: float | None) -> float:
+    return math.inf if timeout is None else trio.current_time() + timeout
+
+
 def _encode_headers(response: HTTPResponse | ResponseStream) -> list[tuple[bytes, bytes]]:
     return [(k.encode(), v.encode()) for k, v in response.headers.multi_items()]
+
+
+class Phase(enum.Enum):
+    """Where a connection is; decides which timeout its deadline stands for."""
+
+    IDLE = "waiting for a request (KEEP_ALIVE_TIMEOUT; closes silently)"
+    HEAD = "receiving a request head (REQUEST_TIMEOUT; 408)"
+    BODY = "receiving a buffered request body (REQUEST_TIMEOUT; 408)"
+    HANDLER = "running the handler before the response head (RESPONSE_TIMEOUT; 503)"
+    WRITING = "waiting for the client to take response bytes (WRITE_TIMEOUT; abort)"
+    STREAMING = "response head sent, handler still running (no deadline)"
+    DRAINING = "discarding an unread request body (REQUEST_TIMEOUT; closes)"
 
 
 class Connection:
@@ -77,6 +97,7 @@ class Connection:
     ) -> None:
         config = app.config
         self._app = app
+        self._config = config
         self._server = server
         self._stream = stream
         self._client = client
@@ -84,54 +105,53 @@ class Connection:
         self._h11 = h11.Connection(
             h11.SERVER, max_incomplete_event_size=config.REQUEST_MAX_HEADER_SIZE
         )
-        self._buffer_size: int = config.REQUEST_BUFFER_SIZE
-        self._queue_size: int = config.REQUEST_QUEUE_SIZE
-        self._write_timeout: float = config.WRITE_TIMEOUT
         self._heads_send, self._heads_receive = trio.open_memory_channel[_Head](1)
         # Reader side of the current request body; None when there is none or it ended.
         self._body_send: trio.MemorySendChannel[bytes] | None = None
         self._body_stream: RequestStream | None = None
         self._body_done: trio.Event | None = None
         self._discarded = 0
-        # Cancel scopes held where each policy lives; None while not in that phase.
-        # The head scope's deadline is KEEP_ALIVE_TIMEOUT, then REQUEST_TIMEOUT once a
-        # byte arrived. The cycle scope holds the handler and the response: a client
-        # that leaves cancels it; its deadline is RESPONSE_TIMEOUT until the response
-        # head is sent, and WRITE_TIMEOUT while a send waits on the client.
-        self._head_scope: trio.CancelScope | None = None
-        self._cycle_scope: trio.CancelScope | None = None
+        # The connection task's cancel scope: every timeout, and the client leaving.
+        self._scope = trio.CancelScope()
+        self.phase = Phase.IDLE
         # Set when a new cycle starts while pipelined bytes wait in h11's buffer.
         self._cycle_started = trio.Event()
-        self._head_started: float | None = None
         # Whether the reader is parsing a request head (not yet handed over).
         self._reading_head = True
         self._request: Request | None = None
         self._head_sent = False
         self._must_close = False
         self._gone = False
-        #: True while waiting for the first byte of the next request.
-        self.idle = True
 
     # -- the connection task --------------------------------------------------------
 
     async def serve(self) -> None:
         """Serve requests until the client leaves or the connection must close."""
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._read_loop)
-                try:
-                    while await self._serve_one():
-                        pass
-                finally:
-                    nursery.cancel_scope.cancel()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            log.debug("connection from %s:%s lost", *self._client)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._read_loop)
+            with self._scope:
+                while await self._serve_one():
+                    pass
+            if self._scope.cancelled_caught and not self._gone:
+                await self._timed_out()
+            nursery.cancel_scope.cancel()
 
     def close_if_idle(self) -> None:
         """Close now if no request is in progress; otherwise after the current one."""
         self._must_close = True
-        if self.idle and self._head_scope is not None:
-            self._head_scope.cancel()
+        if self.phase is Phase.IDLE:
+            self._scope.cancel()
+
+    async def _timed_out(self) -> None:
+        phase = self.phase
+        if phase is Phase.HEAD or phase is Phase.BODY:
+            log.info("request from %s:%s timed out (%s)", *self._client, phase.name)
+            await self._send_error(408, "the request took too long to arrive")
+        elif phase is Phase.HANDLER:
+            log.info("%s: no response within RESPONSE_TIMEOUT", self._request)
+            await self._send_error(503, "the response took too long")
+        elif phase is Phase.WRITING:
+            log.info("client %s:%s did not read for WRITE_TIMEOUT", *self._client)
 
     async def _serve_one(self) -> bool:
         head = await self._receive_head()
@@ -155,21 +175,8 @@ class Connection:
         )
         self._request = request
         self._head_sent = False
-        # RESPONSE_TIMEOUT from the config; _run_handler moves it for a route's own value.
-        deadline = trio.current_time() + self._app.config.RESPONSE_TIMEOUT
-        with trio.CancelScope(deadline=deadline) as cycle:
-            self._cycle_scope = cycle
-            await self._respond(request)
-        self._cycle_scope = None
-        self._request = None
+        await self._respond(request)
         if self._gone:
-            return False
-        if cycle.cancelled_caught:
-            if self._head_sent:
-                log.info("client %s:%s did not read for WRITE_TIMEOUT", *self._client)
-                return False
-            log.info("%s: no response within RESPONSE_TIMEOUT", request)
-            await self._send_error(503, "the response took too long")
             return False
         return await self._next_cycle(request)
 
@@ -177,24 +184,12 @@ class Connection:
         """Wait for the next request head; ``None`` when the connection should close."""
         if self._must_close:
             return None
-        self.idle = self._head_started is None
-        deadline = trio.current_time() + self._app.config.KEEP_ALIVE_TIMEOUT
-        if self._head_started is not None:
-            deadline = self._head_started + self._app.config.REQUEST_TIMEOUT
-        with trio.CancelScope(deadline=deadline) as scope:
-            self._head_scope = scope
-            try:
-                head = await self._heads_receive.receive()
-            except trio.EndOfChannel:
-                head = None
-        self._head_scope = None
-        self.idle = False
-        if scope.cancelled_caught:
-            if self._head_started is not None and not self._must_close:
-                log.info("request head from %s:%s timed out", *self._client)
-                await self._send_error(408, "the request head took too long")
+        self.phase = Phase.IDLE
+        self._scope.deadline = _deadline(self._config.KEEP_ALIVE_TIMEOUT)
+        try:
+            return await self._heads_receive.receive()
+        except trio.EndOfChannel:
             return None
-        return head
 
     async def _respond(self, request: Request) -> None:
         """Route, run the handler and send its response or the error it raised."""
@@ -208,68 +203,53 @@ class Connection:
             if self._head_sent:
                 self._abort(request, exc)
                 return
-            if isinstance(exc, (PayloadTooLarge, RequestTimeout)) or request.stream.error:
+            if isinstance(exc, PayloadTooLarge) or request.stream.error:
                 self._must_close = True
             response = await app._error_response(request, exc)
-        if response is None:
-            return
         if isinstance(response, StreamingHTTPResponse):
             try:
-                await self._stream_callback(request, response)
+                stream = request.respond(response.status, response.headers)
+                await response.streaming_fn(stream)
+                await stream.eof()
+                return
             except Exception as exc:
                 if self._head_sent:
                     self._abort(request, exc)
                     return
                 response = await app._error_response(request, exc)
-            else:
-                return
-        await self._send_whole(request, response)
+        if response is not None:
+            await self._send_whole(request, response)
 
     async def _run_handler(
         self, request: Request, route: Route, params: dict[str, Any]
     ) -> HTTPResponse | None:
-        config = self._app.config
+        config = self._config
         stream = request.stream
-        cycle = self._cycle_scope
-        assert cycle is not None
         if route.stream:
             stream.max_size = _limit(route.request_max_size, math.inf)
         else:
             stream.max_size = _limit(route.request_max_size, config.REQUEST_MAX_SIZE)
             if not stream.complete:
-                cycle.deadline = math.inf  # the body has REQUEST_TIMEOUT instead
-                timeout = _limit(route.request_timeout, config.REQUEST_TIMEOUT)
-                with trio.move_on_after(math.inf if timeout is None else timeout) as scope:
-                    await request.receive_body()
-                if scope.cancelled_caught:
-                    raise RequestTimeout("the request body took too long")
-        if cycle.deadline == math.inf or route.response_timeout is not DEFAULT:
-            timeout = _limit(route.response_timeout, config.RESPONSE_TIMEOUT)
-            cycle.deadline = math.inf if timeout is None else trio.current_time() + timeout
+                self.phase = Phase.BODY
+                self._scope.deadline = _deadline(
+                    _limit(route.request_timeout, config.REQUEST_TIMEOUT)
+                )
+                await request.receive_body()
+        self.phase = Phase.HANDLER
+        self._scope.deadline = _deadline(_limit(route.response_timeout, config.RESPONSE_TIMEOUT))
         response = await self._app._dispatch(request, route, params)
         if request.response is not None:
             if response is not None:
-                log.warning(
-                    "%s returned a response after responding; it was ignored",
-                    route.name,
-                )
+                log.warning("%s returned a response after responding; ignored", route.name)
             await request.response.eof()
             return None
         if response is None:
             raise TypeError(f"handler {route.name} returned None without responding")
         return response
 
-    async def _stream_callback(self, request: Request, response: StreamingHTTPResponse) -> None:
-        stream = request.respond(response.status, response.headers)
-        await response.streaming_fn(stream)
-        await stream.eof()
-
     def _abort(self, request: Request, exc: Exception) -> None:
         """The response has started: cut the connection so the client sees truncation."""
-        log.error(
-            "%s failed after its response started; connection aborted",
-            request, exc_info=exc,
-        )
+        log.error("%s failed after its response started; aborting", request, exc_info=exc)
         self._must_close = True
         self._gone = True
 
@@ -281,12 +261,14 @@ class Connection:
         if self._body_done is not None and not self._body_done.is_set():
             # The handler left body unread: discard it (up to REQUEST_MAX_SIZE, under
             # REQUEST_TIMEOUT) so the connection can be reused.
+            self.phase = Phase.DRAINING
+            self._scope.deadline = _deadline(self._config.REQUEST_TIMEOUT)
             request.stream.close()
-            with trio.move_on_after(self._app.config.REQUEST_TIMEOUT):
-                await self._body_done.wait()
+            await self._body_done.wait()
         if conn.their_state is not h11.DONE:
             return False
         conn.start_next_cycle()
+        self._request = None
         self._body_done = None
         self._reading_head = True
         if conn.trailing_data[0]:
@@ -298,13 +280,14 @@ class Connection:
 
     def _extra_headers(self, headers: list[tuple[bytes, bytes]]) -> None:
         headers.append((b"date", _http_date()))
-        if self._must_close or self._server.closing or not self._app.config.KEEP_ALIVE:
+        if self._must_close or self._server.closing or not self._config.KEEP_ALIVE:
             headers.append((b"connection", b"close"))
 
     async def _send_whole(self, request: Request, response: HTTPResponse) -> None:
         try:
             response = await self._app._apply_response_middleware(request, response)
         except Exception as exc:
+            log.error("response middleware failed for %s", request, exc_info=exc)
             response = self._app._default_error_response(exc)
         headers = _encode_headers(response)
         status = response.status
@@ -365,43 +348,35 @@ class Connection:
             await self._send(out)
 
     async def _send(self, data: bytes, *, last: bool = False) -> None:
-        """Write to the client; a dead or stalled client cancels the request cycle.
+        """Write to the client under WRITE_TIMEOUT; a client gone cancels the connection.
 
-        ``last``: nothing follows in this cycle, so the deadline needs no restoring.
+        ``last``: nothing follows in this cycle, so the phase needs no restoring.
         """
-        cycle = self._cycle_scope
-        if cycle is None:
-            with trio.move_on_after(self._write_timeout) as scope:
-                await self._send_all(data)
-            if scope.cancelled_caught:
-                raise trio.BrokenResourceError("write timed out")
+        phase = self.phase
+        if phase is Phase.WRITING:  # reentrant: already under a write deadline
+            await self._send_all(data)
             return
-        before = cycle.deadline
-        cycle.deadline = min(before, trio.current_time() + self._write_timeout)
+        deadline = self._scope.deadline
+        self.phase = Phase.WRITING
+        self._scope.deadline = _deadline(self._config.WRITE_TIMEOUT)
         await self._send_all(data)
         if last:
             return
-        # Once the head is out, RESPONSE_TIMEOUT no longer applies.
-        cycle.deadline = math.inf if self._head_sent else before
+        if self._head_sent:
+            self.phase, self._scope.deadline = Phase.STREAMING, math.inf
+        else:  # 100 Continue: back to the handler's deadline
+            self.phase, self._scope.deadline = phase, deadline
 
     async def _send_all(self, data: bytes) -> None:
         try:
             await self._stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             log.debug("client %s:%s went away during the response", *self._client)
-            await self._lose()
-
-    async def _lose(self) -> None:
-        """The client is gone: cancel the request cycle, handler and children included."""
-        self._gone = True
-        self._must_close = True
-        if self._cycle_scope is None:
-            raise trio.BrokenResourceError("client connection lost")
-        self._cycle_scope.cancel()
-        await trio.lowlevel.checkpoint()  # raises Cancelled: we are inside that scope
+            self._client_gone()
+            await trio.lowlevel.checkpoint()  # raises Cancelled: the scope was cancelled
 
     async def _send_error(self, status: int, message: str) -> None:
-        """Answer a request that never reached a handler, then close."""
+        """Answer a request that got no response from a handler, then close."""
         conn = self._h11
         if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
@@ -414,10 +389,12 @@ class Connection:
             h11.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
         )
         data += conn.send(h11.Data(data=response.body)) + conn.send(h11.EndOfMessage())
-        try:
-            await self._send(data)
-        except trio.BrokenResourceError:
-            pass
+        # Outside the connection scope (it may have fired): a deadline of its own.
+        with (
+            trio.move_on_after(self._config.WRITE_TIMEOUT),
+            contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
+        ):
+            await self._stream.send_all(data)
 
     # -- the reader task --------------------------------------------------------------
 
@@ -431,6 +408,10 @@ class Connection:
                     self._protocol_error(exc)
                     return
                 if event is h11.NEED_DATA:
+                    if self.phase is Phase.IDLE and conn.trailing_data[0]:
+                        # The first bytes of a head: REQUEST_TIMEOUT for the rest of it.
+                        self.phase = Phase.HEAD
+                        self._scope.deadline = _deadline(self._config.REQUEST_TIMEOUT)
                     if not await self._receive():
                         return
                 elif event is h11.PAUSED:
@@ -456,22 +437,16 @@ class Connection:
 
     async def _receive(self) -> bool:
         try:
-            data = await self._stream.receive_some(self._buffer_size)
+            data = await self._stream.receive_some(self._config.REQUEST_BUFFER_SIZE)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             data = b""
         if not data:
             self._client_gone()
             return False
-        if self._head_started is None and self._h11.their_state is h11.IDLE:
-            self._head_started = now = trio.current_time()
-            self.idle = False
-            if self._head_scope is not None:
-                self._head_scope.deadline = now + self._app.config.REQUEST_TIMEOUT
-        self._h11.receive_data(data)
+        self._h11.receive_data(bytes(data))
         return True
 
     async def _start_request(self, event: h11.Request) -> None:
-        self._head_started = None
         self._reading_head = False
         following: Any
         try:
@@ -485,7 +460,7 @@ class Connection:
         for name, value in event.headers:
             if name == b"content-length":
                 content_length = int(value)
-        send, receive = trio.open_memory_channel[bytes](self._queue_size)
+        send, receive = trio.open_memory_channel[bytes](self._config.REQUEST_QUEUE_SIZE)
         stream = RequestStream(receive, content_length, None, self._continue)
         self._body_send, self._body_stream = send, stream
         self._body_done = trio.Event()
@@ -497,7 +472,7 @@ class Connection:
             self._protocol_error(following)
 
     async def _push_body(self, data: bytes) -> None:
-        size = self._buffer_size
+        size = self._config.REQUEST_BUFFER_SIZE
         for start in range(0, len(data), size):
             piece = bytes(data[start : start + size])
             if self._body_send is not None:
@@ -507,7 +482,7 @@ class Connection:
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     self._body_send = None
             self._discarded += len(piece)
-        if self._discarded > self._app.config.REQUEST_MAX_SIZE:
+        if self._discarded > self._config.REQUEST_MAX_SIZE:
             # Too much left unread to drain for keep-alive: give up on this connection.
             log.debug("unread request body too large to drain; closing")
             self._must_close = True
@@ -525,7 +500,8 @@ class Connection:
     async def _continue(self) -> None:
         """Send ``100 Continue`` when the handler first reads a body the client holds back."""
         if self._h11.they_are_waiting_for_100_continue:
-            await self._send(self._h11.send(h11.InformationalResponse(status_code=100, headers=[])))
+            continue_ = h11.InformationalResponse(status_code=100, headers=[])
+            await self._send(self._h11.send(continue_))
 
     def _protocol_error(self, exc: h11.RemoteProtocolError) -> None:
         self._must_close = True
@@ -539,5 +515,5 @@ class Connection:
 
     def _client_gone(self) -> None:
         self._gone = True
-        if self._cycle_scope is not None:
-            self._cycle_scope.cancel()
+        self._must_close = True
+        self._scope.cancel()

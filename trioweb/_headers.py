@@ -104,8 +104,10 @@ class Headers(MultiDict):
         super().__init__()
         if init is None:
             return
-        pairs = init.multi_items() if isinstance(init, MultiDict) else (
-            init.items() if isinstance(init, Mapping) else init
+        pairs = (
+            init.multi_items()
+            if isinstance(init, MultiDict)
+            else (init.items() if isinstance(init, Mapping) else init)
         )
         for key, value in pairs:
             self.add(key, value)

@@ -31,7 +31,7 @@ class _Default(enum.Enum):
 
 #: Left out, a per-route limit takes the config value; ``None`` means no limit.
 DEFAULT: Final = _Default.token
-Limit = Union[float, None, _Default]
+Limit = float | None | _Default
 
 
 @dataclass(frozen=True)
@@ -146,8 +146,10 @@ class Router:
         else:
             segments = [unquote(s, errors="strict") for s in _segments(raw_path)]
             # An encoded slash must not turn one segment into a different static path.
-            table = None if any("/" in s for s in segments) else self._static.get(
-                "/" + "/".join(segments)
+            table = (
+                None
+                if any("/" in s for s in segments)
+                else self._static.get("/" + "/".join(segments))
             )
         if table is not None:
             route = _pick(table, method, allowed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -184,6 +185,10 @@ async def _serve_connection(
     try:
         async with stream:
             await connection.serve()
+    except Exception:
+        # Handlers' errors are answered inside the connection; this is the last guard,
+        # so that one broken connection never takes the server down.
+        log.exception("connection from %s:%s failed", *client)
     finally:
         server._connections.discard(connection)
         if server.closing and not server._connections:
@@ -254,10 +259,8 @@ def _run_workers(app: App, host: str, port: int, workers: int, ssl: Any) -> None
 
     def forward(signum: int, frame: Any) -> None:
         for child in children:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
@@ -289,5 +292,3 @@ async def _serve_sockets(app: App, sockets: list[socket.socket], ssl: Any) -> No
         trio.SocketListener(trio.socket.from_stdlib_socket(sock)) for sock in sockets
     ]
     await serve_listeners(app, _wrap_ssl(listeners, ssl), handle_signals=True)
-
-

@@ -35,8 +35,10 @@ class HTTPMethodView:
         """The handler to pass to ``add_route``."""
 
         async def view(request: Request, **params: Any) -> HTTPResponse | None:
-            method = "get" if request.method == "HEAD" and not hasattr(cls, "head") else (
-                request.method.lower()
+            method = (
+                "get"
+                if request.method == "HEAD" and not hasattr(cls, "head")
+                else (request.method.lower())
             )
             result: HTTPResponse | None = await getattr(cls(), method)(request, **params)
             return result
@@ -70,7 +72,7 @@ def view_methods(handler: object) -> dict[str, tuple[Handler, bool]] | None:
     if view_class is None:
         return None
     assert callable(handler)
-    methods = {}
+    methods: dict[str, tuple[Handler, bool]] = {}
     for verb in _VERBS:
         method = getattr(view_class, verb.lower(), None)
         if method is not None:

@@ -145,7 +145,7 @@ class Request:
         if not path.startswith("/"):
             # absolute-form ("http://host/path") or asterisk-form ("*")
             scheme_end = path.find("://")
-            path = path[path.find("/", scheme_end + 3):] if scheme_end != -1 else path
+            path = path[path.find("/", scheme_end + 3) :] if scheme_end != -1 else path
             if not path.startswith("/"):
                 path = "/" + path if path != "*" else path
         #: The path as sent, still percent-encoded.

@@ -169,7 +169,7 @@ async def _next_event(conn: h11.Connection, stream: trio.abc.Stream) -> Any:
             data = await stream.receive_some(65536)
         except trio.BrokenResourceError:
             data = b""
-        conn.receive_data(data)
+        conn.receive_data(bytes(data))
 
 
 class _Transport(httpx.AsyncBaseTransport):

@@ -1,0 +1,282 @@
+"""Hello-world benchmark: trioweb against a bare Trio + h11 server, in one run.
+
+The machine is shared and noisy, so both servers are measured in the same run, in
+interleaved rounds (baseline, trioweb, baseline, trioweb, ...), and the medians are
+compared. Each server is pinned to one CPU and wrk to another, so the server under test
+never competes with its load generator. Only 127.0.0.1 is ever contacted.
+
+Usage: python bench/run.py [--rounds 3] [-d 10s] [-c 50] [--baseline PATH]
+See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+HELLO = REPO / "examples" / "hello.py"
+DEFAULT_BASELINE = REPO.parent / "shared" / "bench" / "trio_h11_baseline.py"
+RESULTS = REPO / "bench" / "results" / "hello.json"
+GOAL_RATIO = 0.6
+EXPECTED_BODY = b"Hello, world!"
+STARTUP_TIMEOUT = 15.0
+STOP_GRACE = 3.0
+
+
+class BenchError(Exception):
+    """A server or wrk misbehaved: the run measures nothing."""
+
+
+@dataclass
+class WrkResult:
+    """What one wrk run measured."""
+
+    requests_per_sec: float
+    requests: int
+    non_2xx_3xx: int
+    socket_errors: int
+
+
+@dataclass
+class Pinning:
+    """The CPUs the servers and wrk run on, or None when the machine has fewer than two."""
+
+    server_cpu: int | None
+    wrk_cpu: int | None
+
+    def prefix(self, cpu: int | None) -> list[str]:
+        return ["taskset", "-c", str(cpu)] if cpu is not None else []
+
+
+def choose_pinning() -> Pinning:
+    # sched_getaffinity, not cpu_count: a container may be allowed fewer CPUs than exist.
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        print(f"note: only {len(cpus)} CPU available: servers and wrk are not pinned")
+        return Pinning(None, None)
+    if shutil.which("taskset") is None:
+        print("note: taskset not found (Debian package util-linux): nothing is pinned")
+        return Pinning(None, None)
+    return Pinning(cpus[0], cpus[1])
+
+
+def ensure_wrk() -> None:
+    """Install wrk with apt-get when we are root on Debian; otherwise say how, and exit."""
+    if shutil.which("wrk") is not None:
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get") is not None:
+        print("wrk not found: installing it with apt-get (we are root)", flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, env=env)
+        if shutil.which("wrk") is not None:
+            return
+    sys.exit("error: wrk is not installed. Install it with: sudo apt-get install wrk")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_until_serving(proc: subprocess.Popen[bytes], port: int, name: str) -> None:
+    """Wait for the port to accept connections, then check it answers Hello, world!."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        if proc.poll() is not None:
+            raise BenchError(f"{name} exited with status {proc.returncode} before serving")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise BenchError(
+                    f"{name} did not accept connections within {STARTUP_TIMEOUT:.0f}s"
+                ) from None
+            time.sleep(0.05)
+    # A server that answers 500 quickly would look fast: check the answer first.
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        body = response.read()
+    finally:
+        conn.close()
+    if response.status != 200 or body != EXPECTED_BODY:
+        raise BenchError(f"{name} answered {response.status} {body[:60]!r}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGINT, then SIGKILL after a grace period (the baseline ignores SIGINT)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def parse_count(pattern: str, output: str) -> int:
+    match = re.search(pattern, output)
+    return int(match.group(1)) if match else 0
+
+
+def parse_wrk(output: str) -> WrkResult:
+    match = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
+    if match is None:
+        raise BenchError(f"could not find Requests/sec in wrk's output:\n{output}")
+    errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    return WrkResult(
+        requests_per_sec=float(match.group(1)),
+        requests=parse_count(r"(\d+) requests in", output),
+        non_2xx_3xx=parse_count(r"Non-2xx or 3xx responses: (\d+)", output),
+        socket_errors=sum(int(n) for n in errors.groups()) if errors else 0,
+    )
+
+
+def measure(name: str, script: Path, pinning: Pinning, args: argparse.Namespace) -> WrkResult:
+    """Start one server, load it with wrk, stop it. Its output is shown only if it fails."""
+    port = free_port()
+    command = [*pinning.prefix(pinning.server_cpu), sys.executable, str(script), str(port)]
+    wrk = [
+        *pinning.prefix(pinning.wrk_cpu),
+        "wrk",
+        "-t1",
+        f"-c{args.connections}",
+        f"-d{args.duration}",
+        f"http://127.0.0.1:{port}/",
+    ]
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen(
+            command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            wait_until_serving(server, port, name)
+            done = subprocess.run(wrk, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise BenchError(f"wrk failed ({done.returncode}): {done.stderr.strip()}")
+            if server.poll() is not None:
+                raise BenchError(f"{name} died during the run (status {server.returncode})")
+            result = parse_wrk(done.stdout)
+        except BenchError:
+            stop(server)
+            log.seek(0)
+            output = log.read().decode(errors="replace")
+            print(f"--- output of {name} ---\n{output}--- end ---", file=sys.stderr)
+            raise
+        finally:
+            stop(server)
+    if result.non_2xx_3xx or result.socket_errors:
+        print(
+            f"warning: {name}: {result.non_2xx_3xx} non-2xx/3xx responses, "
+            f"{result.socket_errors} socket errors"
+        )
+    return result
+
+
+def duration(value: str) -> str:
+    if not re.fullmatch(r"\d+[smh]?", value):
+        raise argparse.ArgumentTypeError("a wrk duration such as 10s, 2m or 30")
+    return value
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Hello-world benchmark: trioweb against a bare Trio + h11 server."
+    )
+    parser.add_argument("-r", "--rounds", type=int, default=3, help="rounds per server (3)")
+    parser.add_argument(
+        "-d", "--duration", type=duration, default="10s", help="wrk duration per run (10s)"
+    )
+    parser.add_argument("-c", "--connections", type=int, default=50, help="wrk connections (50)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=DEFAULT_BASELINE,
+        help="the Trio + h11 baseline server (../shared/bench/trio_h11_baseline.py)",
+    )
+    args = parser.parse_args()
+    if args.rounds < 1 or args.connections < 1:
+        parser.error("--rounds and --connections must be at least 1")
+    if not args.baseline.is_file():
+        parser.error(f"baseline server not found: {args.baseline}")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    ensure_wrk()
+    pinning = choose_pinning()
+    servers = {"baseline": args.baseline, "trioweb": HELLO}
+    runs: dict[str, list[WrkResult]] = {name: [] for name in servers}
+    try:
+        for round_number in range(1, args.rounds + 1):
+            for name, script in servers.items():
+                print(f"round {round_number}/{args.rounds}: {name} ...", flush=True)
+                runs[name].append(measure(name, script, pinning, args))
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    medians = {
+        name: statistics.median(r.requests_per_sec for r in rs) for name, rs in runs.items()
+    }
+    ratio = medians["trioweb"] / medians["baseline"]
+    passed = ratio >= GOAL_RATIO
+
+    print()
+    print(f"hello world, wrk -t1 -c{args.connections} -d{args.duration}, ", end="")
+    if pinning.server_cpu is None:
+        print("not pinned")
+    else:
+        print(f"servers on CPU {pinning.server_cpu}, wrk on CPU {pinning.wrk_cpu}")
+    print(f"{'round':<8}{'baseline req/s':>16}{'trioweb req/s':>16}")
+    for i in range(args.rounds):
+        b, t = runs["baseline"][i], runs["trioweb"][i]
+        print(f"{i + 1:<8}{b.requests_per_sec:>16.1f}{t.requests_per_sec:>16.1f}")
+    print(f"{'median':<8}{medians['baseline']:>16.1f}{medians['trioweb']:>16.1f}")
+    print(f"ratio trioweb/baseline: {ratio:.3f} (goal >= {GOAL_RATIO})")
+    print(
+        f"{'PASS' if passed else 'FAIL'}: ratio {ratio:.3f} {'>=' if passed else '<'} {GOAL_RATIO}"
+    )
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "benchmark": "hello",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "python": sys.version.split()[0],
+        "wrk": {"threads": 1, "connections": args.connections, "duration": args.duration},
+        "pinning": asdict(pinning),
+        "order": "interleaved: " + " ".join(["baseline trioweb"] * args.rounds),
+        "rounds": {name: [asdict(r) for r in rs] for name, rs in runs.items()},
+        "median_requests_per_sec": medians,
+        "ratio": ratio,
+        "goal_ratio": GOAL_RATIO,
+        "passed": passed,
+    }
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"results written to {RESULTS.relative_to(REPO)}")
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

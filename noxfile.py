@@ -1,0 +1,43 @@
+"""Development tasks: ``nox`` runs tests, lint and typecheck; ``nox -s bench`` the benchmark.
+
+Sessions run on the Python that runs nox, and reuse their virtualenvs (``nox -R`` also
+skips reinstalling). Arguments after ``--`` go to pytest or to bench/run.py.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+
+LINT_PATHS = ["trioweb", "tests", "examples", "bench", "noxfile.py"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite: ``nox -s tests -- -k stream -x``."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Ruff's linter and formatter check."""
+    session.install("ruff")
+    session.run("ruff", "check", *LINT_PATHS)
+    session.run("ruff", "format", "--check", *LINT_PATHS)
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy in strict mode (the test extra is installed: trioweb.testing imports httpx)."""
+    session.install("-e", ".[test]", "mypy")
+    session.run("mypy", "--strict", "trioweb")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Hello-world benchmark against a bare Trio + h11 server; needs wrk (see bench/README.md)."""
+    session.install(".")
+    session.run("python", "bench/run.py", *session.posargs)

@@ -1,0 +1,245 @@
+"""Helpers shared by the end-to-end tests: raw HTTP/1.1 over a Trio stream.
+
+Requests are written as raw bytes (so tests can pipeline, send HTTP/1.0 or malformed
+heads); responses are parsed back with an h11 client, each within a deadline. The same
+test runs over the in-memory transport of :class:`~trioweb.testing.TestClient` and over
+a real loopback socket, through :func:`serving`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import h11
+import trio
+
+from trioweb import App
+from trioweb.testing import TestClient
+
+#: Seconds any single read of a response may take before the test fails.
+DEADLINE = 5.0
+#: Seconds a whole test's server may live (the outer guard against hangs).
+SERVER_DEADLINE = 60.0
+
+TRANSPORTS = ["memory", "tcp"]
+
+
+@dataclass
+class Response:
+    """One response as it came over the wire."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    #: The exact bytes of this response on the wire, informational responses included.
+    raw: bytes
+    #: Status codes of the 1xx responses that came before the final one.
+    informational: list[int] = field(default_factory=list)
+
+    def header(self, name: str) -> str | None:
+        """The header's values joined with ", ", or None when absent."""
+        key = name.lower().encode()
+        values = [value.decode("latin-1") for k, value in self.headers if k == key]
+        return ", ".join(values) if values else None
+
+    def _head_span(self) -> tuple[int, int]:
+        start = 0
+        for _ in self.informational:
+            start = self.raw.index(b"\r\n\r\n", start) + 4
+        return start, self.raw.index(b"\r\n\r\n", start) + 4
+
+    @property
+    def head(self) -> bytes:
+        """The raw status line and headers of the final response."""
+        start, end = self._head_span()
+        return self.raw[start:end]
+
+    @property
+    def raw_body(self) -> bytes:
+        """The raw bytes after the final response's head (with any chunk framing)."""
+        return self.raw[self._head_span()[1] :]
+
+
+class ResponseParser:
+    """Parses the next response on a :class:`RawClient`, event by event."""
+
+    def __init__(self, client: RawClient, method: str) -> None:
+        self._client = client
+        self._conn = h11.Connection(h11.CLIENT)
+        # h11 needs to have "sent" the request to know how to frame the response
+        # (no body after HEAD); the real request bytes were written by the test.
+        self._conn.send(h11.Request(method=method, target="/", headers=[("Host", "test")]))
+        self._conn.send(h11.EndOfMessage())
+        self._fed = bytearray(client._buffer)
+        self._conn.receive_data(bytes(client._buffer))
+        client._buffer.clear()
+        if client._eof:
+            self._conn.receive_data(b"")
+
+    async def next_event(self, timeout: float = DEADLINE) -> Any:
+        """The next h11 event of the response (reading the stream as needed)."""
+        with trio.fail_after(timeout):
+            while True:
+                event = self._conn.next_event()
+                if event is not h11.NEED_DATA:
+                    if type(event) is h11.ConnectionClosed:
+                        raise AssertionError(
+                            f"connection closed before a complete response: {bytes(self._fed)!r}"
+                        )
+                    if type(event) is h11.EndOfMessage:
+                        self._finish()
+                    return event
+                data = await self._client._receive()
+                self._fed += data
+                self._conn.receive_data(data)
+
+    async def read_body(self, size: int, timeout: float = DEADLINE) -> bytes:
+        """Exactly the next ``size`` body bytes (h11 Data events, joined)."""
+        body = b""
+        with trio.fail_after(timeout):
+            while len(body) < size:
+                event = await self.next_event()
+                assert type(event) is h11.Data, f"expected body data, got {event!r}"
+                body += event.data
+        assert len(body) == size, body
+        return body
+
+    def _finish(self) -> None:
+        # Bytes past the end of this response belong to the next one (pipelining).
+        leftover = self._conn.trailing_data[0]
+        self._client._buffer += leftover
+        self.raw = bytes(self._fed[: len(self._fed) - len(leftover)])
+
+    async def read(self, timeout: float = DEADLINE) -> Response:
+        """The rest of the response, until its end."""
+        status = 0
+        headers: list[tuple[bytes, bytes]] = []
+        informational: list[int] = []
+        body = b""
+        with trio.fail_after(timeout):
+            while True:
+                event = await self.next_event()
+                if type(event) is h11.InformationalResponse:
+                    informational.append(event.status_code)
+                elif type(event) is h11.Response:
+                    status, headers = event.status_code, list(event.headers)
+                elif type(event) is h11.Data:
+                    body += event.data
+                elif type(event) is h11.EndOfMessage:
+                    break
+        return Response(status, headers, body, self.raw, informational)
+
+
+class RawClient:
+    """Raw bytes out, parsed responses in, on one connection."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self._buffer = bytearray()
+        self._eof = False
+
+    async def send(self, data: bytes) -> None:
+        """Write ``data`` as it is, in one ``send_all``."""
+        with trio.fail_after(DEADLINE):
+            await self.stream.send_all(data)
+
+    async def _receive(self) -> bytes:
+        if self._eof:
+            return b""
+        try:
+            data = await self.stream.receive_some(65536)
+        except trio.BrokenResourceError:  # a reset is a close, for these tests
+            data = b""
+        if not data:
+            self._eof = True
+        return data
+
+    def parser(self, method: str = "GET") -> ResponseParser:
+        """Start parsing the next response, event by event."""
+        return ResponseParser(self, method)
+
+    async def read_response(self, method: str = "GET", timeout: float = DEADLINE) -> Response:
+        """The next complete response (``method``: that of the request it answers)."""
+        return await self.parser(method).read(timeout)
+
+    async def read_until(self, marker: bytes, timeout: float = DEADLINE) -> bytes:
+        """Raw bytes up to and including the first ``marker``; the rest stays buffered."""
+        with trio.fail_after(timeout):
+            while marker not in self._buffer:
+                data = await self._receive()
+                if not data:
+                    raise AssertionError(f"closed before {marker!r}: {bytes(self._buffer)!r}")
+                self._buffer += data
+        end = self._buffer.index(marker) + len(marker)
+        found = bytes(self._buffer[:end])
+        del self._buffer[:end]
+        return found
+
+    async def read_to_eof(self, timeout: float = DEADLINE) -> bytes:
+        """Every remaining byte until the server closes the connection."""
+        with trio.fail_after(timeout):
+            while data := await self._receive():
+                self._buffer += data
+        rest = bytes(self._buffer)
+        self._buffer.clear()
+        return rest
+
+
+@dataclass
+class Served:
+    """An app being served for one test, over one transport."""
+
+    server: Any
+    #: Set once the server's life ended (``app.serve`` returned).
+    stopped: trio.Event
+    _connect: Any
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[RawClient]:
+        """A new connection to the app."""
+        async with self._connect() as stream:
+            yield RawClient(stream)
+
+
+@asynccontextmanager
+async def _tcp_connect(port: int) -> AsyncIterator[trio.abc.Stream]:
+    with trio.fail_after(DEADLINE):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        yield stream
+
+
+@asynccontextmanager
+async def serving(app: App, transport: str) -> AsyncIterator[Served]:
+    """Serve ``app`` in memory (``TestClient``) or on a loopback port, then shut down."""
+    with trio.fail_after(SERVER_DEADLINE):
+        if transport == "memory":
+            stopped = trio.Event()
+
+            @app.after_server_stop
+            async def _stopped(app: App) -> None:
+                stopped.set()
+
+            async with TestClient(app) as client:
+                yield Served(client.server, stopped, client.raw)
+        else:
+            assert transport == "tcp", transport
+            stopped = trio.Event()
+
+            async def run(task_status: trio.TaskStatus[Any]) -> None:
+                await app.serve("127.0.0.1", 0, task_status=task_status)
+                stopped.set()
+
+            async with trio.open_nursery() as nursery:
+                server = await nursery.start(run)
+                try:
+                    yield Served(server, stopped, lambda: _tcp_connect(server.port))
+                finally:
+                    server.shutdown()
+                    with trio.move_on_after(DEADLINE * 2):
+                        await stopped.wait()
+                    nursery.cancel_scope.cancel()
+            assert stopped.is_set(), "app.serve did not return after server.shutdown()"
