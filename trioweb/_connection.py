@@ -33,7 +33,7 @@ import h11
 import trio
 
 from ._routing import DEFAULT, Limit, Route
-from .errors import HTTPError, PayloadTooLarge
+from .errors import HTTPError, PayloadTooLarge, RequestTimeout, ServiceUnavailable
 from .request import Request, RequestStream
 from .response import HTTPResponse, ResponseStream, StreamingHTTPResponse
 
@@ -69,7 +69,7 @@ def _deadline(timeout: float | None) -> float:
 
 
 def _encode_headers(response: HTTPResponse | ResponseStream) -> list[tuple[bytes, bytes]]:
-    return [(k.encode(), v.encode()) for k, v in response.headers.multi_items()]
+    return [(k.encode(), v.encode()) for k, v in response.headers.items()]
 
 
 class Phase(enum.Enum):
@@ -143,13 +143,25 @@ class Connection:
             self._scope.cancel()
 
     async def _timed_out(self) -> None:
-        phase = self.phase
-        if phase is Phase.HEAD or phase is Phase.BODY:
-            log.info("request from %s:%s timed out (%s)", *self._client, phase.name)
-            await self._send_error(408, "the request took too long to arrive")
-        elif phase is Phase.HANDLER:
-            log.info("%s: no response within RESPONSE_TIMEOUT", self._request)
-            await self._send_error(503, "the response took too long")
+        """The connection's deadline passed: answer as its phase says, then close."""
+        phase, request = self.phase, self._request
+        self._must_close = True
+        if phase is Phase.HEAD:
+            log.info("request head from %s:%s timed out", *self._client)
+            await self._send_error(408, "the request head took too long to arrive")
+        elif (phase is Phase.BODY or phase is Phase.HANDLER) and request is not None:
+            log.info("%s timed out (%s)", request, phase.name)
+            error: HTTPError = (
+                RequestTimeout("the request body took too long to arrive")
+                if phase is Phase.BODY
+                else ServiceUnavailable("the response took too long")
+            )
+            # Answered like any error (exception handlers, middleware), under a fresh
+            # scope: the old one has fired.
+            self._scope = trio.CancelScope(deadline=_deadline(self._config.WRITE_TIMEOUT))
+            with self._scope:
+                response = await self._app._error_response(request, error)
+                await self._send_whole(request, response)
         elif phase is Phase.WRITING:
             log.info("client %s:%s did not read for WRITE_TIMEOUT", *self._client)
 
@@ -280,6 +292,10 @@ class Connection:
 
     def _extra_headers(self, headers: list[tuple[bytes, bytes]]) -> None:
         headers.append((b"date", _http_date()))
+        if self._h11.they_are_waiting_for_100_continue:
+            # Answered without reading: the client holds its body back, so there is
+            # nothing to drain and no telling what it sends next. Close.
+            self._must_close = True
         if self._must_close or self._server.closing or not self._config.KEEP_ALIVE:
             headers.append((b"connection", b"close"))
 
@@ -298,9 +314,15 @@ class Connection:
         self._extra_headers(headers)
         conn = self._h11
         try:
-            data = conn.send(
-                h11.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
+            head = h11.Response(
+                status_code=status, headers=headers, reason=_REASONS.get(status, b"")
             )
+        except h11.LocalProtocolError as exc:  # a header name or status h11 refuses
+            log.error("invalid response for %s: %s", request, exc)
+            await self._send_whole(request, self._app._default_error_response(exc))
+            return
+        try:
+            data = conn.send(head)
             if body and request.method != "HEAD":
                 data += conn.send(h11.Data(data=body))
             data += conn.send(h11.EndOfMessage())
@@ -353,9 +375,6 @@ class Connection:
         ``last``: nothing follows in this cycle, so the phase needs no restoring.
         """
         phase = self.phase
-        if phase is Phase.WRITING:  # reentrant: already under a write deadline
-            await self._send_all(data)
-            return
         deadline = self._scope.deadline
         self.phase = Phase.WRITING
         self._scope.deadline = _deadline(self._config.WRITE_TIMEOUT)
@@ -422,7 +441,8 @@ class Connection:
                     elif not await self._receive():
                         return
                 elif type(event) is h11.Request:
-                    await self._start_request(event)
+                    if not await self._start_request(event):
+                        return
                 elif type(event) is h11.Data:
                     await self._push_body(event.data)
                 elif type(event) is h11.EndOfMessage:
@@ -446,7 +466,16 @@ class Connection:
         self._h11.receive_data(bytes(data))
         return True
 
-    async def _start_request(self, event: h11.Request) -> None:
+    async def _start_request(self, event: h11.Request) -> bool:
+        """Hand a request head over with its body stream; False to stop reading."""
+        # h11 limits only heads still incomplete in its buffer; count every head.
+        size = len(event.method) + len(event.target) + 12
+        size += sum(len(name) + len(value) + 4 for name, value in event.headers)
+        if size > self._config.REQUEST_MAX_HEADER_SIZE:
+            self._protocol_error(
+                h11.RemoteProtocolError("request head too large", error_status_hint=431)
+            )
+            return False
         self._reading_head = False
         following: Any
         try:
@@ -455,7 +484,7 @@ class Connection:
             following = exc
         if type(following) is h11.EndOfMessage:
             self._heads_send.send_nowait((event, RequestStream(None, None, None, None)))
-            return
+            return True
         content_length = None
         for name, value in event.headers:
             if name == b"content-length":
@@ -470,6 +499,8 @@ class Connection:
             await self._push_body(following.data)
         elif isinstance(following, h11.RemoteProtocolError):
             self._protocol_error(following)
+            return False
+        return True
 
     async def _push_body(self, data: bytes) -> None:
         size = self._config.REQUEST_BUFFER_SIZE
@@ -499,7 +530,7 @@ class Connection:
 
     async def _continue(self) -> None:
         """Send ``100 Continue`` when the handler first reads a body the client holds back."""
-        if self._h11.they_are_waiting_for_100_continue:
+        if self._h11.they_are_waiting_for_100_continue and not self._head_sent:
             continue_ = h11.InformationalResponse(status_code=100, headers=[])
             await self._send(self._h11.send(continue_))
 

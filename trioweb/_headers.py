@@ -20,7 +20,8 @@ class MultiDict(MutableMapping[str, str]):
     """A mapping where a key may hold several values, in order.
 
     ``d[key]`` and ``get`` give the first value, ``getlist`` all of them; setting a key
-    replaces all its values, ``add`` appends one. ``items()`` lists every pair.
+    replaces all its values, ``add`` appends one. ``keys()`` lists each key once;
+    ``items()`` lists every pair, repeated keys included.
     """
 
     __slots__ = ("_items",)
@@ -41,8 +42,9 @@ class MultiDict(MutableMapping[str, str]):
         raise KeyError(key)
 
     def __setitem__(self, key: str, value: str) -> None:
+        value = self._check(key, value)  # before anything is removed
         self.__delitem_quiet(key)
-        self.add(key, value)
+        self._items.append((self._key(key), value))
 
     def __delitem__(self, key: str) -> None:
         if not self.__delitem_quiet(key):
@@ -77,17 +79,20 @@ class MultiDict(MutableMapping[str, str]):
             return sorted(self._items) == sorted(other._items)
         return super().__eq__(other)
 
+    def _check(self, key: str, value: str) -> str:
+        return value
+
     def add(self, key: str, value: str) -> None:
         """Append a value for ``key``, keeping the ones already there."""
-        self._items.append((self._key(key), value))
+        self._items.append((self._key(key), self._check(key, value)))
 
     def getlist(self, key: str) -> list[str]:
         """Every value of ``key``, in order; an empty list when there is none."""
         key = self._key(key)
         return [v for k, v in self._items if k == key]
 
-    def multi_items(self) -> list[tuple[str, str]]:
-        """Every (key, value) pair, repeated keys included."""
+    def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
+        """Every (key, value) pair, in order, repeated keys included."""
         return list(self._items)
 
 
@@ -105,7 +110,7 @@ class Headers(MultiDict):
         if init is None:
             return
         pairs = (
-            init.multi_items()
+            init.items()
             if isinstance(init, MultiDict)
             else (init.items() if isinstance(init, Mapping) else init)
         )
@@ -122,13 +127,12 @@ class Headers(MultiDict):
     def _key(self, key: str) -> str:
         return key.lower()
 
-    def add(self, key: str, value: str) -> None:
-        """Append a header, refusing names or values that hold CR, LF or NUL."""
+    def _check(self, key: str, value: str) -> str:
         value = str(value)
         for bad in _FORBIDDEN:
             if bad in key or bad in value:
                 raise ValueError(f"header {key!r} holds a forbidden character")
-        self._items.append((key.lower(), value))
+        return value
 
     @overload
     def getall(self, key: str) -> list[str]: ...

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TypeVar, Union
 from urllib.parse import unquote
 
-from .errors import MethodNotAllowed, NotFound
+from .errors import BadRequest, MethodNotAllowed, NotFound
 
 if TYPE_CHECKING:
     from .request import Request
@@ -59,7 +59,8 @@ _CONVERTERS: dict[str, tuple[re.Pattern[str], Callable[[str], Any]]] = {
 }
 # When a segment fits several typed parameters, the most specific one wins.
 _PRIORITY = {"int": 0, "float": 1, "uuid": 2, "str": 3}
-_PARAM = re.compile(r"<([A-Za-z_][A-Za-z0-9_]*)(?::([a-z]+))?>")
+_PARAM = re.compile(r"<([^<>:]*)(?::([^<>]*))?>")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass
@@ -92,7 +93,7 @@ class Router:
         """Register ``route``; a second handler for the same path and method is an error."""
         if not route.uri.startswith("/"):
             raise ValueError(f"route {route.uri!r} must start with '/'")
-        if _PARAM.search(route.uri) is None:
+        if "<" not in route.uri and ">" not in route.uri:
             table = self._static.setdefault(route.uri, {})
         else:
             table = self._insert(route.uri)
@@ -107,11 +108,14 @@ class Router:
         for index, segment in enumerate(segments):
             match = _PARAM.fullmatch(segment)
             if match is None:
-                if "<" in segment:
+                if "<" in segment or ">" in segment:
                     raise ValueError(f"bad parameter in route {uri!r}: {segment!r}")
                 node = node.static.setdefault(segment, _Node())
                 continue
-            name, kind = match.group(1), match.group(2) or "str"
+            name, kind = match.group(1), match.group(2)
+            kind = "str" if kind is None else kind
+            if _NAME.fullmatch(name) is None:
+                raise ValueError(f"bad parameter name {name!r} in route {uri!r}")
             if kind == "path":
                 if index != len(segments) - 1:
                     raise ValueError(f"<{name}:path> must be the last segment of {uri!r}")
@@ -144,7 +148,10 @@ class Router:
                 return route, {}
             segments = _segments(raw_path)
         else:
-            segments = [unquote(s, errors="strict") for s in _segments(raw_path)]
+            try:
+                segments = [unquote(s, errors="strict") for s in _segments(raw_path)]
+            except UnicodeDecodeError:
+                raise BadRequest("the path is not valid percent-encoded UTF-8") from None
             # An encoded slash must not turn one segment into a different static path.
             table = (
                 None
