@@ -196,7 +196,10 @@ class App(RouteRegistrar):
         handler = self._find_error_handler(chosen)
         if handler is not None:
             try:
-                return await handler(request, chosen)
+                response = await handler(request, chosen)
+                if not isinstance(response, HTTPResponse):
+                    raise TypeError(f"exception handler returned {response!r}, not a response")
+                return response
             except Exception as handler_exc:
                 log.error("exception handler failed for %s", request, exc_info=handler_exc)
                 chosen = handler_exc

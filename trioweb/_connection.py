@@ -24,6 +24,7 @@ import contextlib
 import enum
 import logging
 import math
+import os
 import time
 from email.utils import formatdate
 from http import HTTPStatus
@@ -100,6 +101,11 @@ class Connection:
         self._config = config
         self._server = server
         self._stream = stream
+        # The socket's file descriptor for direct writes: plain TCP only (not TLS, not
+        # the test client's in-memory streams).
+        self._fd: int | None = (
+            stream.socket.fileno() if type(stream) is trio.SocketStream else None
+        )
         self._client = client
         self._scheme = scheme
         self._h11 = h11.Connection(
@@ -255,8 +261,8 @@ class Connection:
                 log.warning("%s returned a response after responding; ignored", route.name)
             await request.response.eof()
             return None
-        if response is None:
-            raise TypeError(f"handler {route.name} returned None without responding")
+        if not isinstance(response, HTTPResponse):
+            raise TypeError(f"handler {route.name} returned {response!r}, not a response")
         return response
 
     def _abort(self, request: Request, exc: Exception) -> None:
@@ -291,7 +297,8 @@ class Connection:
     # -- writing --------------------------------------------------------------------
 
     def _extra_headers(self, headers: list[tuple[bytes, bytes]]) -> None:
-        headers.append((b"date", _http_date()))
+        if not any(name == b"date" for name, _ in headers):
+            headers.append((b"date", _http_date()))
         if self._h11.they_are_waiting_for_100_continue:
             # Answered without reading: the client holds its body back, so there is
             # nothing to drain and no telling what it sends next. Close.
@@ -301,7 +308,8 @@ class Connection:
 
     async def _send_whole(self, request: Request, response: HTTPResponse) -> None:
         try:
-            response = await self._app._apply_response_middleware(request, response)
+            if self._app._response_middleware:
+                response = await self._app._apply_response_middleware(request, response)
         except Exception as exc:
             log.error("response middleware failed for %s", request, exc_info=exc)
             response = self._app._default_error_response(exc)
@@ -374,6 +382,21 @@ class Connection:
 
         ``last``: nothing follows in this cycle, so the phase needs no restoring.
         """
+        if self._fd is not None:
+            # Plain TCP: try the write now. When the kernel takes it all (the usual
+            # case) there is nothing to wait for, so no deadline to arm and no trip
+            # through the scheduler; the wait for the next head still checkpoints.
+            try:
+                sent = os.write(self._fd, data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                self._client_gone()
+                await trio.lowlevel.checkpoint()  # raises Cancelled
+                raise AssertionError("unreachable") from None
+            if sent == len(data):
+                return
+            data = data[sent:]
         phase = self.phase
         deadline = self._scope.deadline
         self.phase = Phase.WRITING

@@ -142,12 +142,11 @@ class Request:
         self.app = app
         self.method = method
         path, _, self.query_string = target.partition("?")
-        if not path.startswith("/"):
-            # absolute-form ("http://host/path") or asterisk-form ("*")
+        if not path.startswith("/") and path != "*":
+            # absolute-form, "http://host/path"; an empty path means "/" (RFC 9112 3.2.2)
             scheme_end = path.find("://")
-            path = path[path.find("/", scheme_end + 3) :] if scheme_end != -1 else path
-            if not path.startswith("/"):
-                path = "/" + path if path != "*" else path
+            slash = path.find("/", scheme_end + 3) if scheme_end != -1 else -1
+            path = path[slash:] if slash != -1 else "/"
         #: The path as sent, still percent-encoded.
         self.raw_path = path
         self._raw_headers = raw_headers
