@@ -117,6 +117,12 @@ class Connection:
         self._body_stream: RequestStream | None = None
         self._body_done: trio.Event | None = None
         self._discarded = 0
+        # READ_IDLE_TIMEOUT for the current body (streaming routes) and the reader's scope
+        # around its wait for body bytes, so that setting the timeout reaches a wait
+        # already under way.
+        self._read_idle_timeout: float | None = None
+        self._body_read_scope: trio.CancelScope | None = None
+        self._read_idle_expired = False
         # The connection task's cancel scope: every timeout, and the client leaving.
         self._scope = trio.CancelScope()
         self.phase = Phase.IDLE
@@ -152,6 +158,8 @@ class Connection:
         """The connection's deadline passed: answer as its phase says, then close."""
         phase, request = self.phase, self._request
         self._must_close = True
+        if self._read_idle_expired and not self._head_sent:
+            phase = Phase.BODY  # the body stalled: 408, like a buffered body
         if phase is Phase.HEAD:
             log.info("request head from %s:%s timed out", *self._client)
             await self._send_error(408, "the request head took too long to arrive")
@@ -245,6 +253,8 @@ class Connection:
         stream = request.stream
         if route.stream:
             stream.max_size = _limit(route.request_max_size, math.inf)
+            if not stream.complete:
+                self._set_read_idle_timeout(config.READ_IDLE_TIMEOUT)
         else:
             stream.max_size = _limit(route.request_max_size, config.REQUEST_MAX_SIZE)
             if not stream.complete:
@@ -316,7 +326,9 @@ class Connection:
         headers = _encode_headers(response)
         status = response.status
         body = response.body
-        if status >= 200 and status not in (204, 304):
+        if status < 200 or status == 204 or status == 304:
+            body = b""  # these statuses never carry a body (RFC 9110 6.4.1)
+        else:
             headers = [h for h in headers if h[0] != b"content-length"]
             headers.append((b"content-length", str(len(body)).encode()))
         self._extra_headers(headers)
@@ -395,6 +407,9 @@ class Connection:
                 await trio.lowlevel.checkpoint()  # raises Cancelled
                 raise AssertionError("unreachable") from None
             if sent == len(data):
+                if not last and self._head_sent and self.phase is not Phase.STREAMING:
+                    # The head is out: RESPONSE_TIMEOUT no longer applies.
+                    self.phase, self._scope.deadline = Phase.STREAMING, math.inf
                 return
             data = data[sent:]
         phase = self.phase
@@ -478,9 +493,28 @@ class Connection:
             if self._body_send is not None:
                 self._body_send.close()
 
+    def _set_read_idle_timeout(self, timeout: float | None) -> None:
+        self._read_idle_timeout = timeout
+        if self._body_read_scope is not None:
+            self._body_read_scope.deadline = _deadline(timeout)
+
     async def _receive(self) -> bool:
+        size = self._config.REQUEST_BUFFER_SIZE
         try:
-            data = await self._stream.receive_some(self._config.REQUEST_BUFFER_SIZE)
+            if self._body_send is None:
+                data = await self._stream.receive_some(size)
+            else:
+                with trio.CancelScope(deadline=_deadline(self._read_idle_timeout)) as scope:
+                    self._body_read_scope = scope
+                    data = await self._stream.receive_some(size)
+                self._body_read_scope = None
+                if scope.cancelled_caught:
+                    # No body byte for READ_IDLE_TIMEOUT: cancel the handler; 408 if it
+                    # had not started its response, else the connection just closes.
+                    log.info("request body from %s:%s stalled", *self._client)
+                    self._read_idle_expired = True
+                    self._scope.cancel()
+                    return False
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             data = b""
         if not data:
@@ -493,12 +527,24 @@ class Connection:
         """Hand a request head over with its body stream; False to stop reading."""
         # h11 limits only heads still incomplete in its buffer; count every head.
         size = len(event.method) + len(event.target) + 12
-        size += sum(len(name) + len(value) + 4 for name, value in event.headers)
+        content_length = None
+        chunked = False
+        for name, value in event.headers:
+            size += len(name) + len(value) + 4
+            if name == b"content-length":
+                content_length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = True
         if size > self._config.REQUEST_MAX_HEADER_SIZE:
             self._protocol_error(
                 h11.RemoteProtocolError("request head too large", error_status_hint=431)
             )
             return False
+        if chunked and content_length is not None:
+            # RFC 9112 6.1: Transfer-Encoding wins, and the connection must close after,
+            # since the two framings may be a request-smuggling attempt.
+            content_length = None
+            self._must_close = True
         self._reading_head = False
         following: Any
         try:
@@ -508,10 +554,7 @@ class Connection:
         if type(following) is h11.EndOfMessage:
             self._heads_send.send_nowait((event, RequestStream(None, None, None, None)))
             return True
-        content_length = None
-        for name, value in event.headers:
-            if name == b"content-length":
-                content_length = int(value)
+        self._read_idle_timeout = None
         send, receive = trio.open_memory_channel[bytes](self._config.REQUEST_QUEUE_SIZE)
         stream = RequestStream(receive, content_length, None, self._continue)
         self._body_send, self._body_stream = send, stream
@@ -554,7 +597,7 @@ class Connection:
     async def _continue(self) -> None:
         """Send ``100 Continue`` when the handler first reads a body the client holds back."""
         if self._h11.they_are_waiting_for_100_continue and not self._head_sent:
-            continue_ = h11.InformationalResponse(status_code=100, headers=[])
+            continue_ = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
             await self._send(self._h11.send(continue_))
 
     def _protocol_error(self, exc: h11.RemoteProtocolError) -> None:

@@ -39,6 +39,8 @@ class Server:
         self._shutdown = trio.Event()
         self._connections: set[Connection] = set()
         self._all_closed = trio.Event()
+        # Holds the wait for in-flight requests at shutdown; cancelled to stop at once.
+        self._grace = trio.CancelScope()
 
     @property
     def port(self) -> int:
@@ -146,7 +148,8 @@ async def _serve_connections(
         for connection in list(server._connections):
             connection.close_if_idle()
         if server._connections:
-            with trio.move_on_after(app.config.GRACEFUL_SHUTDOWN_TIMEOUT):
+            server._grace.deadline = trio.current_time() + app.config.GRACEFUL_SHUTDOWN_TIMEOUT
+            with server._grace:
                 await server._all_closed.wait()
             if server._connections:
                 log.info("cancelling %d unfinished connections", len(server._connections))
@@ -198,7 +201,7 @@ async def _serve_connection(
 async def _watch_signals(
     server: Server, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """SIGINT or SIGTERM start a graceful shutdown; a second one stops at once."""
+    """SIGINT or SIGTERM start a graceful shutdown; a second one cuts the grace short."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         task_status.started()
         async for signum in signals:
@@ -206,8 +209,8 @@ async def _watch_signals(
                 log.info("%s received", signal.Signals(signum).name)
                 server.shutdown()
             else:
-                log.warning("second signal: stopping without waiting")
-                raise KeyboardInterrupt
+                log.warning("second signal: cancelling requests still in progress")
+                server._grace.cancel()
 
 
 def configure_logging() -> None:
@@ -230,53 +233,64 @@ def run(app: App, host: str, port: int, *, workers: int = 1, ssl: Any = None) ->
         else:
             _run_workers(app, host, port, workers, ssl)
     except KeyboardInterrupt:
-        pass
+        pass  # Ctrl+C before the signal handlers were installed: nothing to clean up
 
 
 def _run_workers(app: App, host: str, port: int, workers: int, ssl: Any) -> None:
     """Bind once, fork ``workers`` children that all accept on the same sockets.
 
-    The parent only supervises: SIGINT or SIGTERM is passed on to every child (each shuts
-    down gracefully), and the parent exits 0 once they all have.
+    The parent only supervises. Children run in their own process group, so a
+    terminal's Ctrl+C reaches the parent alone, which passes SIGTERM on to each child
+    once (each shuts down gracefully); the parent exits 0 once they all have. Each child
+    also holds the read end of a pipe whose write end only the parent has: if the parent
+    dies without a word, the pipe reads EOF and the child shuts down too.
     """
     sockets = _bind(host, port)
+    parent_alive, parent_holds = os.pipe()
     children: list[int] = []
-    for _ in range(workers):
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            code = 0
-            try:
-                trio.run(_serve_sockets, app, sockets, ssl)
-            except KeyboardInterrupt:
-                pass
-            except BaseException:
-                log.exception("worker crashed")
-                code = 1
-            os._exit(code)
-        children.append(pid)
-    for sock in sockets:
-        sock.close()
 
     def forward(signum: int, frame: Any) -> None:
         for child in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGTERM)
 
+    # Installed before forking, so no signal can find the parent unprepared.
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.setpgrp()
+            os.close(parent_holds)
+            code = 0
+            try:
+                trio.run(_serve_sockets, app, sockets, ssl, parent_alive)
+            except BaseException:
+                log.exception("worker crashed")
+                code = 1
+            os._exit(code)
+        children.append(pid)
+    os.close(parent_alive)
+    for sock in sockets:
+        sock.close()
     failed = False
     for child in children:
         _, status = os.waitpid(child, 0)
         failed = failed or os.waitstatus_to_exitcode(status) != 0
+    os.close(parent_holds)
     if failed:
         sys.exit(1)
 
 
 def _bind(host: str, port: int) -> list[socket.socket]:
-    sockets = []
+    sockets: list[socket.socket] = []
     for family, kind, proto, _, addr in socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     ):
+        if sockets:  # port 0: every address gets the port the first one got
+            addr = (addr[0], sockets[0].getsockname()[1], *addr[2:])
         sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
@@ -287,8 +301,22 @@ def _bind(host: str, port: int) -> list[socket.socket]:
     return sockets
 
 
-async def _serve_sockets(app: App, sockets: list[socket.socket], ssl: Any) -> None:
+async def _serve_sockets(
+    app: App, sockets: list[socket.socket], ssl: Any, parent_alive: int
+) -> None:
+    """A worker: serve on the inherited sockets until signalled or orphaned."""
     listeners: list[trio.abc.Listener[Any]] = [
         trio.SocketListener(trio.socket.from_stdlib_socket(sock)) for sock in sockets
     ]
-    await serve_listeners(app, _wrap_ssl(listeners, ssl), handle_signals=True)
+    async with trio.open_nursery() as nursery:
+
+        async def serve(task_status: trio.TaskStatus[Server]) -> None:
+            await serve_listeners(
+                app, _wrap_ssl(listeners, ssl), handle_signals=True, task_status=task_status
+            )
+            nursery.cancel_scope.cancel()
+
+        server: Server = await nursery.start(serve)
+        await trio.lowlevel.wait_readable(parent_alive)  # EOF: the parent is gone
+        log.warning("supervisor process is gone; shutting down")
+        server.shutdown()

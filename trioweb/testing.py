@@ -250,9 +250,12 @@ class TestClient(httpx.AsyncClient):
         self.server: Server | None = None
 
     async def __aenter__(self) -> TestClient:
-        self._nursery = await self._stack.enter_async_context(trio.open_nursery())
-        self.server = await self._nursery.start(self._run_server)
-        await super().__aenter__()
+        async with AsyncExitStack() as stack:
+            # If the server fails to start, the stack closes the nursery on the way out.
+            self._nursery = await stack.enter_async_context(trio.open_nursery())
+            self.server = await self._nursery.start(self._run_server)
+            await super().__aenter__()
+            self._stack = stack.pop_all()
         return self
 
     async def _run_server(self, task_status: trio.TaskStatus[Server]) -> None:
