@@ -15,6 +15,7 @@ from typing import Any
 
 import h11
 import trio
+import trio.testing
 
 from trioweb import App
 from trioweb.testing import TestClient
@@ -74,13 +75,19 @@ class ResponseParser:
         self._conn.send(h11.Request(method=method, target="/", headers=[("Host", "test")]))
         self._conn.send(h11.EndOfMessage())
         self._fed = bytearray(client._buffer)
-        self._conn.receive_data(bytes(client._buffer))
+        # Body bytes read_body() took from h11 beyond what it was asked for.
+        self._pending = b""
         client._buffer.clear()
+        if self._fed:
+            self._conn.receive_data(bytes(self._fed))
         if client._eof:
-            self._conn.receive_data(b"")
+            self._conn.receive_data(b"")  # h11's end-of-stream marker
 
     async def next_event(self, timeout: float = DEADLINE) -> Any:
         """The next h11 event of the response (reading the stream as needed)."""
+        if self._pending:
+            data, self._pending = self._pending, b""
+            return h11.Data(data=data)
         with trio.fail_after(timeout):
             while True:
                 event = self._conn.next_event()
@@ -97,15 +104,15 @@ class ResponseParser:
                 self._conn.receive_data(data)
 
     async def read_body(self, size: int, timeout: float = DEADLINE) -> bytes:
-        """Exactly the next ``size`` body bytes (h11 Data events, joined)."""
-        body = b""
+        """Exactly the next ``size`` body bytes (h11 Data events, joined and split)."""
+        body = self._pending
         with trio.fail_after(timeout):
             while len(body) < size:
                 event = await self.next_event()
                 assert type(event) is h11.Data, f"expected body data, got {event!r}"
                 body += event.data
-        assert len(body) == size, body
-        return body
+        self._pending = body[size:]
+        return body[:size]
 
     def _finish(self) -> None:
         # Bytes past the end of this response belong to the next one (pipelining).
@@ -177,6 +184,24 @@ class RawClient:
         found = bytes(self._buffer[:end])
         del self._buffer[:end]
         return found
+
+    async def received_while_blocked(self) -> bytes:
+        """What arrives before every task is blocked: b"" when the server sent nothing.
+
+        The check reads in a task of its own until the program has nothing left to run
+        (``wait_all_tasks_blocked``); anything it got is buffered for later reads too.
+        """
+        got = bytearray()
+
+        async def peek() -> None:
+            got.extend(await self._receive())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(peek)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+        self._buffer += got
+        return bytes(got)
 
     async def read_to_eof(self, timeout: float = DEADLINE) -> bytes:
         """Every remaining byte until the server closes the connection."""
