@@ -1,0 +1,258 @@
+"""The examples in ``examples/`` work as their docstrings say.
+
+Each example module is imported by path and driven through ``TestClient``; ``hello.py``
+is also run as a real process on a free port and stopped with SIGINT.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import ModuleType
+
+import httpx
+import pytest
+import trio
+
+from trioweb.testing import TestClient
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def load(name: str) -> ModuleType:
+    """Import ``examples/<name>.py`` as a fresh module."""
+    spec = importlib.util.spec_from_file_location(f"examples_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", ["hello", "routing", "streaming", "errors_middleware"])
+def test_every_example_has_a_module_level_app_and_a_main_block(name: str) -> None:
+    from trioweb import App
+
+    assert isinstance(load(name).app, App)
+    assert 'if __name__ == "__main__":' in (EXAMPLES / f"{name}.py").read_text()
+
+
+# -- hello.py -----------------------------------------------------------------------
+
+
+async def test_hello() -> None:
+    async with TestClient(load("hello").app) as client:
+        r = await client.get("/")
+        assert (r.status_code, r.text) == (200, "Hello, world!")
+        assert r.headers["content-type"] == "text/plain; charset=utf-8"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_hello_as_a_process_stops_cleanly_on_sigint() -> None:
+    port = free_port()
+    command = [sys.executable, str(EXAMPLES / "hello.py"), str(port)]
+    process = await trio.lowlevel.open_process(command, stderr=subprocess.PIPE)
+    try:
+        async with httpx.AsyncClient(timeout=5) as http:
+            with trio.fail_after(15):
+                while True:  # until the server accepts connections
+                    try:
+                        r = await http.get(f"http://127.0.0.1:{port}/")
+                        break
+                    except httpx.ConnectError:
+                        assert process.poll() is None, "hello.py exited early"
+                        await trio.sleep(0.05)
+        assert (r.status_code, r.text) == (200, "Hello, world!")
+        process.send_signal(signal.SIGINT)
+        with trio.fail_after(15):
+            code = await process.wait()
+        assert code == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            with trio.move_on_after(5):
+                await process.wait()
+        assert process.stderr is not None
+        await process.stderr.aclose()
+
+
+# -- routing.py ---------------------------------------------------------------------
+
+
+async def test_routing_typed_parameters() -> None:
+    routing = load("routing")
+    order_id = uuid.uuid4()
+    async with TestClient(routing.app) as client:
+        assert (await client.get("/users/42")).json() == {"id": 42}
+        assert (await client.get("/users/-1")).json() == {"id": -1}
+        assert (await client.get("/users/ada")).json() == {"name": "ada"}
+        assert (await client.get("/prices/10.5")).json() == {"amount": 10.5, "with_tax": 12.6}
+        assert (await client.get(f"/orders/{order_id}")).json() == {
+            "order": str(order_id),
+            "version": 4,
+        }
+        assert (await client.get("/orders/not-a-uuid")).status_code == 404
+        assert (await client.get("/files/docs/index.md")).text == "docs/index.md"
+        assert (await client.get("/users/42/")).status_code == 404  # strict slashes
+        r = await client.head("/users/42")
+        assert (r.status_code, r.content) == (200, b"")
+        assert r.headers["content-length"] == str(len(b'{"id":42}'))
+        r = await client.post("/users/42")
+        assert r.status_code == 405
+        assert r.headers["allow"] == "GET, HEAD"
+
+
+async def test_routing_blueprint_and_method_view() -> None:
+    routing = load("routing")
+    async with TestClient(routing.app) as client:
+        assert (await client.get("/api")).json() == {"notes": []}
+        assert (await client.get("/api/")).status_code == 404
+        assert (await client.get("/api/notes/1")).status_code == 404
+        assert (await client.put("/api/notes/1", content=b"buy milk")).status_code == 204
+        r = await client.get("/api/notes/1")
+        assert (r.status_code, r.text) == (200, "buy milk")
+        assert (await client.get("/api")).json() == {"notes": [1]}
+        r = await client.post("/api/notes/1")
+        assert r.status_code == 405
+        assert r.headers["allow"] == "DELETE, GET, HEAD, PUT"
+        too_big = await client.put("/api/notes/2", content=b"x" * 5000)
+        assert too_big.status_code == 413
+        assert (await client.delete("/api/notes/1")).status_code == 204
+        assert (await client.get("/api/notes/1")).status_code == 404
+
+
+async def test_routing_composition_view_streams_the_upload() -> None:
+    routing = load("routing")
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(10):
+            yield b"a" * 100_000
+
+    async with TestClient(routing.app) as client:
+        assert (await client.get("/upload")).text.startswith("POST a body")
+        r = await client.post("/upload", content=body())
+        assert r.json() == {
+            "bytes": 1_000_000,
+            "sha256": hashlib.sha256(b"a" * 1_000_000).hexdigest(),
+        }
+        assert (await client.delete("/upload")).headers["allow"] == "GET, HEAD, POST"
+
+
+# -- streaming.py -------------------------------------------------------------------
+
+
+async def test_streaming_echo_returns_the_body_as_it_comes() -> None:
+    streaming = load("streaming")
+    pieces = [bytes([n]) * 50_000 for n in range(20)]
+
+    async def body() -> AsyncIterator[bytes]:
+        for piece in pieces:
+            yield piece
+
+    async with TestClient(streaming.app) as client:
+        headers = {"content-type": "application/x-test"}
+        async with client.stream("POST", "/echo", content=body(), headers=headers) as r:
+            assert r.status_code == 200
+            assert r.headers["content-type"] == "application/x-test"
+            assert r.headers["transfer-encoding"] == "chunked"
+            received = b"".join([chunk async for chunk in r.aiter_bytes()])
+        assert received == b"".join(pieces)
+        r = await client.put("/echo", content=b"plain")
+        assert r.content == b"plain"
+        assert r.headers["content-type"] == "application/octet-stream"  # none was sent
+
+
+async def test_streaming_await_style() -> None:
+    streaming = load("streaming")
+    async with TestClient(streaming.app) as client:
+        r = await client.put("/upper", content=b"shout")
+        assert (r.status_code, r.text) == (200, "SHOUT")
+
+
+async def test_streaming_callback_csv() -> None:
+    streaming = load("streaming")
+    async with TestClient(streaming.app) as client:
+        r = await client.get("/report.csv")
+        assert (r.status_code, r.text) == (200, "foo,bar")
+        assert r.headers["content-type"] == "text/csv"
+        assert "content-length" not in r.headers
+
+
+async def test_streaming_from_child_tasks(autojump_clock: trio.abc.Clock) -> None:
+    streaming = load("streaming")
+    async with TestClient(streaming.app) as client:
+        start = trio.current_time()
+        r = await client.get("/race")
+        assert r.text.splitlines() == [
+            "fast finished after 0.1s",
+            "medium finished after 0.2s",
+            "slow finished after 0.3s",
+        ]
+        assert trio.current_time() - start == pytest.approx(0.3)
+
+
+# -- errors_middleware.py -----------------------------------------------------------
+
+
+async def test_errors_and_exception_handlers(caplog: pytest.LogCaptureFixture) -> None:
+    example = load("errors_middleware")
+    async with TestClient(example.app) as client:
+        r = await client.get("/nowhere")
+        assert (r.status_code, r.json()) == (404, {"error": "not found", "path": "/nowhere"})
+        r = await client.get("/teapot")
+        assert (r.status_code, r.text) == (418, "418 I'm a Teapot: short and stout\n")
+        r = await client.get("/quota")
+        assert (r.status_code, r.headers["retry-after"]) == (429, "60")
+        assert r.json() == {"error": "100 requests per minute"}
+        r = await client.get("/crash")
+        assert (r.status_code, r.text) == (500, "500 Internal Server Error\n")
+        assert "a bug" not in r.text
+    crash_logs = [rec for rec in caplog.records if rec.exc_info and "crash" in rec.getMessage()]
+    assert crash_logs, "the 500 was not logged with its traceback"
+
+
+async def test_middleware(capsys: pytest.CaptureFixture[str]) -> None:
+    example = load("errors_middleware")
+    async with TestClient(example.app) as client:
+        r = await client.get("/admin/stats")
+        assert (r.status_code, r.json()) == (401, {"error": "unauthorized"})
+        assert r.headers["server"] == "trioweb-example"
+        auth = {"authorization": "Bearer letmein"}
+        r = await client.get("/admin/stats", headers=auth)
+        assert (r.status_code, r.json()["user"]) == (200, "admin")
+        # Response middleware also runs for errors that never reached a handler.
+        assert (await client.get("/nowhere")).headers["server"] == "trioweb-example"
+        assert (await client.post("/teapot")).headers["server"] == "trioweb-example"
+    assert capsys.readouterr().out.splitlines() == [
+        "errors_middleware: accepting connections",
+        "errors_middleware: shutting down; 0 jobs seen",
+        "errors_middleware: stopped",
+    ]
+
+
+async def test_background_jobs(autojump_clock: trio.abc.Clock) -> None:
+    example = load("errors_middleware")
+    async with TestClient(example.app) as client:
+        r = await client.post("/jobs")
+        assert (r.status_code, r.headers["location"]) == (202, "/jobs/1")
+        assert (await client.get("/jobs/1")).json()["status"] in ("queued", "running")
+        await trio.sleep(1)  # autojump_clock: no real waiting
+        assert (await client.get("/jobs/1")).json() == {"job": 1, "status": "done"}
+        assert (await client.get("/jobs/2")).status_code == 404
+        # The worker stops with the server: a second server life starts a new one.
+    async with TestClient(example.app) as client:
+        assert (await client.post("/jobs")).json() == {"job": 2}
+        await trio.sleep(1)
+        assert (await client.get("/jobs/2")).json()["status"] == "done"
