@@ -73,12 +73,15 @@ def _wrap_ssl(listeners: list[trio.abc.Listener[Any]], ssl: Any) -> list[trio.ab
     return [trio.SSLListener(listener, ssl, https_compatible=True) for listener in listeners]
 
 
-def _socket_of(stream: Any) -> Any:
-    while not hasattr(stream, "socket"):
-        stream = getattr(stream, "transport_stream", None)
-        if stream is None:
+def _socket_of(wrapper: Any) -> Any:
+    """The socket under a stream or listener (through TLS layers); None in memory."""
+    while not hasattr(wrapper, "socket"):
+        wrapper = getattr(wrapper, "transport_stream", None) or getattr(
+            wrapper, "transport_listener", None
+        )
+        if wrapper is None:
             return None
-    return stream.socket
+    return wrapper.socket
 
 
 def _address(sockaddr: Any) -> tuple[str, int]:
