@@ -14,7 +14,7 @@ import trio.testing
 from _helpers import DEADLINE, TRANSPORTS, serving
 
 from trioweb import App, Request
-from trioweb.response import text
+from trioweb.response import raw, text
 
 GET = b"GET %s HTTP/1.1\r\nHost: test\r\n\r\n"
 
@@ -619,6 +619,25 @@ async def test_streaming_route_reads_large_chunked_body(transport: str) -> None:
         total, largest = response.body.split()
         assert int(total) == 600_000
         assert int(largest) <= app.config.REQUEST_BUFFER_SIZE
+
+
+async def test_whole_response_larger_than_socket_buffers_arrives_intact(transport: str) -> None:
+    # Over TCP the first direct write takes only part of it; the rest goes through
+    # send_all. Then a second request on the same connection.
+    payload = bytes(range(256)) * 32_768  # 8 MiB, every byte value, position-dependent
+    app = App("protocol")
+
+    @app.get("/big")
+    async def big(request: Request) -> object:
+        return raw(payload)
+
+    async with serving(app, transport) as served, served.connect() as client:
+        for _ in range(2):
+            await client.send(b"GET /big HTTP/1.1\r\nHost: test\r\n\r\n")
+            response = await client.read_response()
+            assert response.status == 200
+            assert response.header("content-length") == str(len(payload))
+            assert response.body == payload
 
 
 async def test_response_timeout_before_head_gets_503(

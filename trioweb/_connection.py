@@ -389,7 +389,7 @@ class Connection:
         if out:
             await self._send(out)
 
-    async def _send(self, data: bytes, *, last: bool = False) -> None:
+    async def _send(self, data: bytes | memoryview, *, last: bool = False) -> None:
         """Write to the client under WRITE_TIMEOUT; a client gone cancels the connection.
 
         ``last``: nothing follows in this cycle, so the phase needs no restoring.
@@ -411,7 +411,7 @@ class Connection:
                     # The head is out: RESPONSE_TIMEOUT no longer applies.
                     self.phase, self._scope.deadline = Phase.STREAMING, math.inf
                 return
-            data = data[sent:]
+            data = memoryview(data)[sent:]  # the rest, without a copy
         phase = self.phase
         deadline = self._scope.deadline
         self.phase = Phase.WRITING
@@ -424,7 +424,7 @@ class Connection:
         else:  # 100 Continue: back to the handler's deadline
             self.phase, self._scope.deadline = phase, deadline
 
-    async def _send_all(self, data: bytes) -> None:
+    async def _send_all(self, data: bytes | memoryview) -> None:
         try:
             await self._stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
