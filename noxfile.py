@@ -23,8 +23,8 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Ruff's linter and formatter check."""
-    session.install("ruff")
+    """Ruff's linter and formatter check (ruff pinned by the dev extra)."""
+    session.install("-e", ".[dev]")
     session.run("ruff", "check", *LINT_PATHS)
     session.run("ruff", "format", "--check", *LINT_PATHS)
 

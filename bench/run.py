@@ -49,6 +49,9 @@ class WrkResult:
     requests: int
     non_2xx_3xx: int
     socket_errors: int
+    #: The server's CPU time (user + system) per request during the run, in µs. Less
+    #: sensitive than req/s to other load on a shared machine.
+    cpu_us_per_request: float = 0.0
 
 
 @dataclass
@@ -133,6 +136,15 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (0 where there is no /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def parse_count(pattern: str, output: str) -> int:
     match = re.search(pattern, output)
     return int(match.group(1)) if match else 0
@@ -171,12 +183,16 @@ def measure(name: str, script: Path, pinning: Pinning, args: argparse.Namespace)
         )
         try:
             wait_until_serving(server, port, name)
+            cpu_before = cpu_seconds(server.pid)
             done = subprocess.run(wrk, capture_output=True, text=True)
+            cpu_used = cpu_seconds(server.pid) - cpu_before
             if done.returncode != 0:
                 raise BenchError(f"wrk failed ({done.returncode}): {done.stderr.strip()}")
             if server.poll() is not None:
                 raise BenchError(f"{name} died during the run (status {server.returncode})")
             result = parse_wrk(done.stdout)
+            if result.requests:
+                result.cpu_us_per_request = cpu_used / result.requests * 1e6
         except BenchError:
             stop(server)
             log.seek(0)
@@ -249,12 +265,21 @@ def main() -> int:
         print("not pinned")
     else:
         print(f"servers on CPU {pinning.server_cpu}, wrk on CPU {pinning.wrk_cpu}")
-    print(f"{'round':<8}{'baseline req/s':>16}{'trioweb req/s':>16}")
+    cpu = {name: statistics.median(r.cpu_us_per_request for r in rs) for name, rs in runs.items()}
+    cpu_ratio = cpu["baseline"] / cpu["trioweb"] if cpu["trioweb"] else 0.0
+    print(f"{'round':<8}{'baseline req/s':>16}{'trioweb req/s':>16}{'CPU µs/req b / t':>20}")
     for i in range(args.rounds):
         b, t = runs["baseline"][i], runs["trioweb"][i]
-        print(f"{i + 1:<8}{b.requests_per_sec:>16.1f}{t.requests_per_sec:>16.1f}")
-    print(f"{'median':<8}{medians['baseline']:>16.1f}{medians['trioweb']:>16.1f}")
+        print(
+            f"{i + 1:<8}{b.requests_per_sec:>16.1f}{t.requests_per_sec:>16.1f}"
+            f"{b.cpu_us_per_request:>12.1f} / {t.cpu_us_per_request:<6.1f}"
+        )
+    print(
+        f"{'median':<8}{medians['baseline']:>16.1f}{medians['trioweb']:>16.1f}"
+        f"{cpu['baseline']:>12.1f} / {cpu['trioweb']:<6.1f}"
+    )
     print(f"ratio trioweb/baseline: {ratio:.3f} (goal >= {GOAL_RATIO})")
+    print(f"CPU-time ratio (baseline µs/req over trioweb µs/req): {cpu_ratio:.3f}")
     print(
         f"{'PASS' if passed else 'FAIL'}: ratio {ratio:.3f} {'>=' if passed else '<'} {GOAL_RATIO}"
     )
@@ -270,6 +295,8 @@ def main() -> int:
         "rounds": {name: [asdict(r) for r in rs] for name, rs in runs.items()},
         "median_requests_per_sec": medians,
         "ratio": ratio,
+        "median_cpu_us_per_request": cpu,
+        "cpu_ratio": cpu_ratio,
         "goal_ratio": GOAL_RATIO,
         "passed": passed,
     }
