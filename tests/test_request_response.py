@@ -14,8 +14,10 @@ from trioweb.response import (
     json,
     raw,
     redirect,
-    stream as stream_response,
     text,
+)
+from trioweb.response import (
+    stream as stream_response,
 )
 from trioweb.testing import TestClient
 
@@ -321,7 +323,9 @@ async def test_empty_is_204_without_body():
 
     async with TestClient(app) as client:
         async with client.raw() as stream:
-            await stream.send_all(b"DELETE /thing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            await stream.send_all(
+                b"DELETE /thing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
             data = b""
             with trio.fail_after(10):
                 while chunk := await stream.receive_some():
@@ -433,9 +437,8 @@ async def test_respond_as_context_manager():
             await r.send(b"b")
             await r.send("c")
 
-    async with TestClient(app) as client:
-        async with client.stream("GET", "/") as r:
-            chunks = [chunk async for chunk in r.aiter_raw()]
+    async with TestClient(app) as client, client.stream("GET", "/") as r:
+        chunks = [chunk async for chunk in r.aiter_raw()]
     assert r.status_code == 201
     assert b"".join(chunks) == b"abc"
     assert r.headers["x-h"] == "1"
@@ -462,7 +465,8 @@ async def test_respond_awaited_send_eof():
         assert r.status_code == 200
         assert r.text == "hello world"
         assert r.headers["content-type"] == "text/plain"
-        assert after_eof == [True]
+    # Checked after the session: the client may see the end before the handler resumes.
+    assert after_eof == [True]
 
 
 async def test_respond_with_content_length_is_not_chunked():
@@ -536,13 +540,12 @@ async def test_head_on_streamed_get_route_sends_no_body():
         async with request.respond(content_type="text/plain") as resp:
             await resp.send("body bytes")
 
-    async with TestClient(app) as client:
-        async with client.raw() as stream:
-            await stream.send_all(b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            data = b""
-            with trio.fail_after(10):
-                while chunk := await stream.receive_some():
-                    data += chunk
+    async with TestClient(app) as client, client.raw() as stream:
+        await stream.send_all(b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        with trio.fail_after(10):
+            while chunk := await stream.receive_some():
+                data += chunk
     raw_head, _, raw_body = data.partition(b"\r\n\r\n")
     assert raw_head.startswith(b"HTTP/1.1 200 ")
     assert b"content-type: text/plain" in raw_head.lower()
@@ -626,15 +629,96 @@ async def test_declared_length_over_limit_rejected_before_body_is_sent():
         called.append(True)
         return text("ok")
 
-    async with TestClient(app) as client:
-        async with client.raw() as stream:
-            # Only the head: the 413 must not wait for the 1000 declared bytes.
-            await stream.send_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
-            data = b""
-            with trio.fail_after(10):
-                while b"\r\n\r\n" not in data:
-                    chunk = await stream.receive_some()
-                    assert chunk
-                    data += chunk
+    async with TestClient(app) as client, client.raw() as stream:
+        # Only the head: the 413 must not wait for the 1000 declared bytes.
+        await stream.send_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+        data = b""
+        with trio.fail_after(10):
+            while b"\r\n\r\n" not in data:
+                chunk = await stream.receive_some()
+                assert chunk
+                data += chunk
     assert data.startswith(b"HTTP/1.1 413 ")
     assert called == []
+
+
+async def test_stream_read_returns_chunks_then_none():
+    app = App("read")
+
+    @app.post("/", stream=True)
+    async def index(request):
+        parts = []
+        while (chunk := await request.stream.read()) is not None:
+            parts.append(chunk)
+        after_end = await request.stream.read()
+        return json({"body": b"".join(parts).decode(), "after_end": after_end})
+
+    async def parts():
+        for word in (b"abc", b"def", b"ghi"):
+            yield word
+
+    async with TestClient(app) as client:
+        response = await client.post("/", content=parts())
+    assert response.json() == {"body": "abcdefghi", "after_end": None}
+
+
+async def test_absolute_form_target():
+    app = App("absolute")
+
+    @app.get("/")
+    async def root(request):
+        return text(f"root {request.path} {request.query_string}")
+
+    @app.get("/m")
+    async def m(request):
+        return text("m")
+
+    @app.get("/page")
+    async def page(request):
+        return text(f"page {request.path} {request.args.get('a')}")
+
+    async def exchange(client, target):
+        async with client.raw() as stream:
+            await stream.send_all(
+                b"GET " + target + b" HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"
+            )
+            data = b""
+            with trio.fail_after(10):
+                while chunk := await stream.receive_some():
+                    data += chunk
+        return data.partition(b"\r\n\r\n")[2]
+
+    async with TestClient(app) as client:
+        assert await exchange(client, b"http://example.com/page?a=1") == b"page /page 1"
+        assert await exchange(client, b"http://example.com/?a=2") == b"root / a=2"
+        # An absolute-form target with an empty path means "/" (RFC 9112, 3.2.2).
+        assert await exchange(client, b"http://example.com") == b"root / "
+        assert await exchange(client, b"http://example.com?a=3") == b"root / a=3"
+
+
+async def test_204_and_304_with_a_body_are_sent_without_it():
+    # As in Sanic: statuses that carry no body are sent with the body dropped,
+    # not turned into a connection closed without an answer.
+    app = App("no-body-status")
+
+    @app.get("/204")
+    async def no_content(request):
+        return text("body", status=204)
+
+    @app.get("/304")
+    async def not_modified(request):
+        return HTTPResponse(b"body", status=304, headers={"ETag": '"v1"'})
+
+    async with TestClient(app) as client:
+        for path, status in (("/204", 204), ("/304", 304)):
+            async with client.raw() as stream:
+                request = f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                await stream.send_all(request.encode())
+                data = b""
+                with trio.fail_after(10):
+                    while chunk := await stream.receive_some():
+                        data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            assert head.startswith(f"HTTP/1.1 {status} ".encode()), (path, data)
+            assert body == b""
+        assert (await client.get("/304")).headers["etag"] == '"v1"'

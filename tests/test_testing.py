@@ -1,0 +1,145 @@
+"""The testing helpers: the pytest plugin's ``client`` fixture, autojump_clock, raw()."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import trio
+
+from trioweb import App
+from trioweb.response import text
+from trioweb.testing import TestClient
+
+
+@pytest.fixture
+def app():
+    app = App("fixture-app")
+    app.config.RESPONSE_TIMEOUT = 10
+
+    @app.after_server_start
+    async def started(app_):
+        app_.config.STARTED_BY_FIXTURE = True
+
+    @app.get("/")
+    async def index(request):
+        return text("hello from the fixture")
+
+    @app.get("/slow")
+    async def slow(request):
+        await trio.sleep(60)
+        return text("too late")
+
+    @app.get("/sleep/<seconds:float>", response_timeout=None)
+    async def sleep(request, seconds):
+        await trio.sleep(seconds)
+        return text(f"slept {seconds}")
+
+    return app
+
+
+async def test_client_fixture_is_built_from_the_app_fixture(client, app):
+    assert isinstance(client, TestClient)
+    assert client.app is app
+    # The fixture runs the server's life: start listeners have run.
+    assert app.config.STARTED_BY_FIXTURE is True
+    response = await client.get("/")
+    assert response.status_code == 200
+    assert response.text == "hello from the fixture"
+
+
+async def test_response_timeout_is_503_in_no_real_time(autojump_clock, client):
+    real_start = time.monotonic()
+    virtual_start = trio.current_time()
+    response = await client.get("/slow")
+    virtual_elapsed = trio.current_time() - virtual_start
+    assert response.status_code == 503
+    assert response.text == "503 Service Unavailable\n"
+    # RESPONSE_TIMEOUT (10 s) fired, before the handler's 60 s sleep ended.
+    assert 10 <= virtual_elapsed < 60
+    assert time.monotonic() - real_start < 5
+
+
+async def test_long_sleep_without_timeout_takes_no_real_time(autojump_clock, client):
+    real_start = time.monotonic()
+    virtual_start = trio.current_time()
+    response = await client.get("/sleep/3600")
+    assert response.status_code == 200
+    assert response.text == "slept 3600.0"
+    assert trio.current_time() - virtual_start >= 3600
+    assert time.monotonic() - real_start < 5
+
+
+async def test_request_timeout_on_a_stalled_head_gives_408(autojump_clock, client):
+    real_start = time.monotonic()
+    async with client.raw() as stream:
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n")  # the head never ends
+        data = b""
+        with trio.fail_after(600):
+            while chunk := await stream.receive_some():
+                data += chunk
+    assert data.startswith(b"HTTP/1.1 408 ")
+    assert time.monotonic() - real_start < 5
+
+
+async def test_idle_keep_alive_connection_closes_silently(autojump_clock, client):
+    async with client.raw() as stream:
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        start = trio.current_time()
+        with trio.fail_after(600):
+            while chunk := await stream.receive_some():
+                data += chunk
+        idle = trio.current_time() - start
+    # One answer, then the idle connection is closed without another byte.
+    assert data.count(b"HTTP/1.1 ") == 1
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert data.endswith(b"hello from the fixture")
+    assert idle >= 5  # KEEP_ALIVE_TIMEOUT
+
+
+async def test_raw_gives_raw_bytes(client):
+    async with client.raw() as stream:
+        assert isinstance(stream, trio.abc.Stream)
+        await stream.send_all(
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /missing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        data = b""
+        with trio.fail_after(10):
+            while chunk := await stream.receive_some():
+                data += chunk
+    first, _, rest = data.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 200 ")
+    assert b"\r\ncontent-length: 22\r\n" in first.lower() + b"\r\n"
+    assert rest.startswith(b"hello from the fixture")
+    second = rest[len(b"hello from the fixture") :]
+    assert second.startswith(b"HTTP/1.1 404 ")
+    assert second.endswith(b"\r\n\r\n404 Not Found\n")
+
+
+async def test_raw_http_10_request(client):
+    async with client.raw() as stream:
+        await stream.send_all(b"GET / HTTP/1.0\r\n\r\n")
+        data = b""
+        with trio.fail_after(10):
+            while chunk := await stream.receive_some():
+                data += chunk
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert data.endswith(b"\r\n\r\nhello from the fixture")
+
+
+async def test_testclient_works_without_the_fixture():
+    app = App("inline")
+
+    @app.get("/")
+    async def index(request):
+        return text("inline")
+
+    async with TestClient(app) as client:
+        assert (await client.get("/")).text == "inline"
+        assert str(client.base_url) == "http://testserver"
+
+
+def test_testclient_is_not_collected():
+    assert TestClient.__test__ is False
