@@ -139,14 +139,20 @@ class Connection:
 
     async def serve(self) -> None:
         """Serve requests until the client leaves or the connection must close."""
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._read_loop)
-            with self._scope:
-                while await self._serve_one():
-                    pass
-            if self._scope.cancelled_caught and not self._gone:
-                await self._timed_out()
-            nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._read_loop)
+                with self._scope:
+                    while await self._serve_one():
+                        pass
+                if self._scope.cancelled_caught and not self._gone:
+                    await self._timed_out()
+                nursery.cancel_scope.cancel()
+        finally:
+            # The socket closes after this; its fd number may soon belong to another
+            # client, so nothing may write to it from here on.
+            self._fd = None
+            self._request = None
 
     def close_if_idle(self) -> None:
         """Close now if no request is in progress; otherwise after the current one."""
@@ -201,6 +207,10 @@ class Connection:
         )
         self._request = request
         self._head_sent = False
+        # From here on the request is being answered, routed or not (an exception
+        # handler for a 404 may take time too): RESPONSE_TIMEOUT, not KEEP_ALIVE_TIMEOUT.
+        self.phase = Phase.HANDLER
+        self._scope.deadline = _deadline(self._config.RESPONSE_TIMEOUT)
         await self._respond(request)
         if self._gone:
             return False
@@ -263,8 +273,11 @@ class Connection:
                     _limit(route.request_timeout, config.REQUEST_TIMEOUT)
                 )
                 await request.receive_body()
-        self.phase = Phase.HANDLER
-        self._scope.deadline = _deadline(_limit(route.response_timeout, config.RESPONSE_TIMEOUT))
+                self.phase = Phase.HANDLER
+                self._scope.deadline = math.inf  # set just below
+        if route.response_timeout is not DEFAULT or self._scope.deadline == math.inf:
+            timeout = _limit(route.response_timeout, config.RESPONSE_TIMEOUT)
+            self._scope.deadline = _deadline(timeout)
         response = await self._app._dispatch(request, route, params)
         if request.response is not None:
             if response is not None:
@@ -316,9 +329,11 @@ class Connection:
         if self._must_close or self._server.closing or not self._config.KEEP_ALIVE:
             headers.append((b"connection", b"close"))
 
-    async def _send_whole(self, request: Request, response: HTTPResponse) -> None:
+    async def _send_whole(
+        self, request: Request, response: HTTPResponse, *, middleware: bool = True
+    ) -> None:
         try:
-            if self._app._response_middleware:
+            if middleware and self._app._response_middleware:
                 response = await self._app._apply_response_middleware(request, response)
         except Exception as exc:
             log.error("response middleware failed for %s", request, exc_info=exc)
@@ -339,7 +354,9 @@ class Connection:
             )
         except h11.LocalProtocolError as exc:  # a header name or status h11 refuses
             log.error("invalid response for %s: %s", request, exc)
-            await self._send_whole(request, self._app._default_error_response(exc))
+            # Plain 500, without the middleware that may have caused this.
+            fallback = self._app._default_error_response(exc)
+            await self._send_whole(request, fallback, middleware=False)
             return
         try:
             data = conn.send(head)
@@ -352,10 +369,18 @@ class Connection:
         self._head_sent = True
         await self._send(data, last=True)
 
+    def _current(self, response: ResponseStream) -> Request:
+        """The request ``response`` answers, if that exchange is still going on."""
+        request = self._request
+        if request is None or request.response is not response:
+            # A response kept past its request (say, by a task in app.nursery): its
+            # connection has moved on or closed, and may even be another client's now.
+            raise trio.ClosedResourceError("this response's request is over")
+        return request
+
     async def send_head(self, response: ResponseStream) -> None:
         """Send a streamed response's head (the :class:`ResponseSink` interface)."""
-        request = self._request
-        assert request is not None
+        request = self._current(response)
         await self._app._apply_response_middleware(request, response)
         headers = _encode_headers(response)
         self._extra_headers(headers)
@@ -369,10 +394,9 @@ class Connection:
         self._head_sent = True
         await self._send(data)
 
-    async def send_data(self, data: bytes) -> None:
+    async def send_data(self, response: ResponseStream, data: bytes) -> None:
         """Send a piece of a streamed response body."""
-        assert self._request is not None
-        if self._request.method == "HEAD":
+        if self._current(response).method == "HEAD":
             return
         try:
             out = self._h11.send(h11.Data(data=data))
@@ -380,8 +404,9 @@ class Connection:
             raise RuntimeError(f"response body does not match its framing: {exc}") from None
         await self._send(out)
 
-    async def send_end(self) -> None:
+    async def send_end(self, response: ResponseStream) -> None:
         """End a streamed response."""
+        self._current(response)
         try:
             out = self._h11.send(h11.EndOfMessage())
         except h11.LocalProtocolError as exc:
@@ -496,7 +521,14 @@ class Connection:
     def _set_read_idle_timeout(self, timeout: float | None) -> None:
         self._read_idle_timeout = timeout
         if self._body_read_scope is not None:
-            self._body_read_scope.deadline = _deadline(timeout)
+            self._body_read_scope.deadline = self._read_idle_deadline()
+
+    def _read_idle_deadline(self) -> float:
+        # A client waiting for 100 Continue sends nothing until the handler reads: that
+        # silence is ours, not a stall, so the clock starts once 100 Continue is out.
+        if self._h11.they_are_waiting_for_100_continue:
+            return math.inf
+        return _deadline(self._read_idle_timeout)
 
     async def _receive(self) -> bool:
         size = self._config.REQUEST_BUFFER_SIZE
@@ -504,7 +536,7 @@ class Connection:
             if self._body_send is None:
                 data = await self._stream.receive_some(size)
             else:
-                with trio.CancelScope(deadline=_deadline(self._read_idle_timeout)) as scope:
+                with trio.CancelScope(deadline=self._read_idle_deadline()) as scope:
                     self._body_read_scope = scope
                     data = await self._stream.receive_some(size)
                 self._body_read_scope = None
@@ -599,6 +631,7 @@ class Connection:
         if self._h11.they_are_waiting_for_100_continue and not self._head_sent:
             continue_ = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
             await self._send(self._h11.send(continue_))
+            self._set_read_idle_timeout(self._read_idle_timeout)  # the clock starts now
 
     def _protocol_error(self, exc: h11.RemoteProtocolError) -> None:
         self._must_close = True

@@ -39,6 +39,8 @@ class Server:
         self._shutdown = trio.Event()
         self._connections: set[Connection] = set()
         self._all_closed = trio.Event()
+        # Holds the startup listeners while they run: a shutdown cancels them.
+        self._startup: trio.CancelScope | None = None
         # Holds the wait for in-flight requests at shutdown; cancelled to stop at once.
         self._grace = trio.CancelScope()
 
@@ -48,8 +50,23 @@ class Server:
         return self.addresses[0][1]
 
     def shutdown(self) -> None:
-        """Begin a graceful shutdown and return at once; ``serve`` returns when done."""
+        """Begin a graceful shutdown and return at once; ``serve`` returns when done.
+
+        During startup it cancels the ``before_server_start`` / ``after_server_start``
+        listener that is running (one waiting for a database that is down, say).
+        """
         self._shutdown.set()
+        if self._startup is not None:
+            self._startup.cancel()
+
+    async def _starting(self, app: App, event: str) -> bool:
+        """Run startup listeners; False when a shutdown cut them short."""
+        with trio.CancelScope() as scope:
+            self._startup = scope
+            if not self._shutdown.is_set():
+                await app._run_listeners(event)
+        self._startup = None
+        return not scope.cancelled_caught and not self._shutdown.is_set()
 
     def __repr__(self) -> str:
         return f"<Server {self.addresses}>"
@@ -59,17 +76,22 @@ async def open_listeners(
     host: str | None, port: int, *, ssl: Any = None, backlog: int | None = None
 ) -> list[trio.abc.Listener[Any]]:
     """TCP listeners on ``host:port`` (wrapped for TLS when ``ssl`` is an SSLContext)."""
+    _check_ssl(ssl)  # before binding: a bad argument must not leave a port taken
     listeners: list[trio.abc.Listener[Any]] = list(
         await trio.open_tcp_listeners(port, host=host, backlog=backlog)
     )
     return _wrap_ssl(listeners, ssl)
 
 
+def _check_ssl(ssl: Any) -> None:
+    if ssl is not None and not isinstance(ssl, _ssl.SSLContext):
+        raise TypeError("ssl= takes an ssl.SSLContext")
+
+
 def _wrap_ssl(listeners: list[trio.abc.Listener[Any]], ssl: Any) -> list[trio.abc.Listener[Any]]:
     if ssl is None:
         return listeners
-    if not isinstance(ssl, _ssl.SSLContext):
-        raise TypeError("ssl= takes an ssl.SSLContext")
+    _check_ssl(ssl)
     return [trio.SSLListener(listener, ssl, https_compatible=True) for listener in listeners]
 
 
@@ -111,19 +133,25 @@ async def serve_listeners(
         addresses.append(_address(sock.getsockname()) if sock is not None else ("memory", 0))
     server = Server(addresses)
     scheme = "https" if isinstance(listeners[0], trio.SSLListener) else "http"
-    async with trio.open_nursery() as outer:
-        if handle_signals and threading.current_thread() is threading.main_thread():
-            await outer.start(_watch_signals, server)
-        async with trio.open_nursery() as app_nursery:
-            app._nursery = app_nursery
-            try:
-                await app._run_listeners("before_server_start")
-                await _serve_connections(app, server, listeners, scheme, task_status)
-            finally:
-                app._nursery = None
-                app_nursery.cancel_scope.cancel()
-        await app._run_listeners("after_server_stop")
-        outer.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as outer:
+            if handle_signals and threading.current_thread() is threading.main_thread():
+                await outer.start(_watch_signals, server)
+            async with trio.open_nursery() as app_nursery:
+                app._nursery = app_nursery
+                try:
+                    if await server._starting(app, "before_server_start"):
+                        await _serve_connections(app, server, listeners, scheme, task_status)
+                finally:
+                    app._nursery = None
+                    app_nursery.cancel_scope.cancel()
+            await app._run_listeners("after_server_stop")
+            outer.cancel_scope.cancel()
+    finally:
+        # The accept loops close their listeners; these were never accepted on if
+        # startup failed or was cut short, and must not keep their ports.
+        for listener in listeners:
+            await trio.aclose_forcefully(listener)
     log.info("Server stopped")
 
 
@@ -141,8 +169,8 @@ async def _serve_connections(
             for host, port in server.addresses:
                 shown = f"[{host}]" if ":" in host else host
                 log.info("Serving on %s://%s:%d", scheme, shown, port)
-            await app._run_listeners("after_server_start")
-            task_status.started(server)
+            if await server._starting(app, "after_server_start"):
+                task_status.started(server)
             await server._shutdown.wait()
             log.info("Shutting down")
             await app._run_listeners("before_server_stop")
@@ -183,9 +211,13 @@ async def _serve_connection(
     app: App, server: Server, stream: trio.abc.Stream, scheme: str
 ) -> None:
     sock = _socket_of(stream)
-    client = _address(sock.getpeername()) if sock is not None else ("127.0.0.1", 0)
-    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        client = _address(sock.getpeername()) if sock is not None else ("127.0.0.1", 0)
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:  # the client reset the connection before we got to it
+        await trio.aclose_forcefully(stream)
+        return
     connection = Connection(app, server, stream, client, scheme)
     server._connections.add(connection)
     try:
@@ -248,6 +280,7 @@ def _run_workers(app: App, host: str, port: int, workers: int, ssl: Any) -> None
     also holds the read end of a pipe whose write end only the parent has: if the parent
     dies without a word, the pipe reads EOF and the child shuts down too.
     """
+    _check_ssl(ssl)
     sockets = _bind(host, port)
     parent_alive, parent_holds = os.pipe()
     children: list[int] = []

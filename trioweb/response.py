@@ -85,11 +85,15 @@ class StreamingHTTPResponse(HTTPResponse):
 
 
 class ResponseSink(Protocol):
-    """Where a :class:`ResponseStream` writes: the connection serving the request."""
+    """Where a :class:`ResponseStream` writes: the connection serving the request.
+
+    Each call names the response it is for, so the connection can refuse one whose
+    request is over (raising ``trio.ClosedResourceError``).
+    """
 
     async def send_head(self, response: ResponseStream) -> None: ...
-    async def send_data(self, data: bytes) -> None: ...
-    async def send_end(self) -> None: ...
+    async def send_data(self, response: ResponseStream, data: bytes) -> None: ...
+    async def send_end(self, response: ResponseStream) -> None: ...
 
 
 class ResponseStream:
@@ -120,7 +124,7 @@ class ResponseStream:
                 self.head_sent = True
                 await self._sink.send_head(self)
             if data:
-                await self._sink.send_data(data)
+                await self._sink.send_data(self, data)
 
     #: Sanic's callback-style name for :meth:`send`.
     write = send
@@ -134,7 +138,7 @@ class ResponseStream:
                 self.head_sent = True
                 await self._sink.send_head(self)
             self.ended = True
-            await self._sink.send_end()
+            await self._sink.send_end(self)
 
     async def __aenter__(self) -> ResponseStream:
         return self

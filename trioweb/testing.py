@@ -44,8 +44,20 @@ class _PipeStream(trio.abc.HalfCloseableStream):
         self._in = incoming
         self._out = outgoing
         self._closed = False
+        # As Trio's own streams: two tasks sending (or receiving) at once is a bug.
+        self._sending = False
+        self._receiving = False
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self._sending:
+            raise trio.BusyResourceError("another task is already sending on this stream")
+        self._sending = True
+        try:
+            await self._send_all(data)
+        finally:
+            self._sending = False
+
+    async def _send_all(self, data: bytes | bytearray | memoryview) -> None:
         await trio.lowlevel.checkpoint()
         view = memoryview(data)
         out = self._out
@@ -75,6 +87,15 @@ class _PipeStream(trio.abc.HalfCloseableStream):
         self._out.lot.unpark_all()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._receiving:
+            raise trio.BusyResourceError("another task is already receiving on this stream")
+        self._receiving = True
+        try:
+            return await self._receive_some(max_bytes)
+        finally:
+            self._receiving = False
+
+    async def _receive_some(self, max_bytes: int | None) -> bytes:
         await trio.lowlevel.checkpoint()
         incoming = self._in
         while not incoming.data:
