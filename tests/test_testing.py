@@ -6,10 +6,11 @@ import time
 
 import pytest
 import trio
+import trio.testing
 
 from trioweb import App
 from trioweb.response import text
-from trioweb.testing import TestClient
+from trioweb.testing import TestClient, _MemoryListener, memory_pipe_pair
 
 
 @pytest.fixture
@@ -143,3 +144,26 @@ async def test_testclient_works_without_the_fixture():
 
 def test_testclient_is_not_collected():
     assert TestClient.__test__ is False
+
+
+async def test_memory_pipe_follows_trios_stream_contract() -> None:
+    # Trio's own conformance checks for half-closeable streams: busy, closed and broken
+    # errors, cancellation, send_eof, wait_send_all_might_not_block on a full pipe.
+    async def pipe() -> tuple[trio.abc.HalfCloseableStream, trio.abc.HalfCloseableStream]:
+        return memory_pipe_pair()
+
+    async def clogged() -> tuple[trio.abc.HalfCloseableStream, trio.abc.HalfCloseableStream]:
+        return memory_pipe_pair(buffer_size=0)
+
+    with trio.fail_after(30):
+        await trio.testing.check_half_closeable_stream(pipe, clogged)
+
+
+async def test_connections_never_accepted_are_closed_with_the_listener() -> None:
+    listener = _MemoryListener(buffer_size=1024)
+    streams = [listener.connect() for _ in range(3)]
+    await listener.aclose()
+    # Nobody accepted them: their clients see EOF, not a hang.
+    with trio.fail_after(5):
+        for stream in streams:
+            assert await stream.receive_some() == b""

@@ -9,6 +9,7 @@ clients behave in tests as they do on the network.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from types import TracebackType
@@ -27,88 +28,120 @@ __all__ = ["TestClient", "memory_pipe_pair"]
 
 
 class _Buffer:
-    """Bytes in flight one way, at most ``limit`` of them."""
+    """Bytes in flight one way, at most ``limit`` of them (0: hand-over only)."""
 
     def __init__(self, limit: int) -> None:
         self.data = bytearray()
         self.limit = limit
         self.eof = False
         self.reader_closed = False
+        self.receiver_waiting = False
         self.lot = trio.lowlevel.ParkingLot()
+
+    def room(self) -> int:
+        if self.receiver_waiting and not self.data:
+            return max(self.limit, 1)  # a waiting reader takes bytes even when full
+        return self.limit - len(self.data)
 
 
 class _PipeStream(trio.abc.HalfCloseableStream):
-    """One end of an in-memory, bounded, full-duplex byte pipe."""
+    """One end of an in-memory, bounded, full-duplex byte pipe.
+
+    Follows Trio's stream contract (checked with ``trio.testing``'s stream checks):
+    ``BusyResourceError`` for concurrent calls, ``ClosedResourceError`` after this end
+    closed, ``BrokenResourceError`` once the other end stopped reading.
+    """
 
     def __init__(self, incoming: _Buffer, outgoing: _Buffer) -> None:
         self._in = incoming
         self._out = outgoing
         self._closed = False
-        # As Trio's own streams: two tasks sending (or receiving) at once is a bug.
         self._sending = False
         self._receiving = False
 
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+    def _check_send(self) -> None:
+        if self._closed or self._out.eof:
+            raise trio.ClosedResourceError("this end was closed for sending")
+        if self._out.reader_closed:
+            raise trio.BrokenResourceError("the other end was closed")
+
+    def _claim_send(self) -> None:
         if self._sending:
             raise trio.BusyResourceError("another task is already sending on this stream")
         self._sending = True
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        self._claim_send()
         try:
-            await self._send_all(data)
+            await trio.lowlevel.checkpoint()
+            self._check_send()
+            view = memoryview(data)
+            out = self._out
+            while view:
+                self._check_send()
+                room = out.room()
+                if room <= 0:
+                    await out.lot.park()
+                    continue
+                out.data += view[:room]
+                view = view[room:]
+                out.lot.unpark_all()
         finally:
             self._sending = False
 
-    async def _send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await trio.lowlevel.checkpoint()
-        view = memoryview(data)
-        out = self._out
-        while view:
-            if self._closed:
-                raise trio.ClosedResourceError("this end was closed")
-            if out.reader_closed:
-                raise trio.BrokenResourceError("the other end was closed")
-            if out.eof:
-                raise trio.ClosedResourceError("send_eof() was called")
-            room = out.limit - len(out.data)
-            if room <= 0:
-                await out.lot.park()
-                continue
-            out.data += view[:room]
-            view = view[room:]
-            out.lot.unpark_all()
-
     async def wait_send_all_might_not_block(self) -> None:
-        while len(self._out.data) >= self._out.limit and not self._out.reader_closed:
-            await self._out.lot.park()
-        await trio.lowlevel.checkpoint()
+        self._claim_send()
+        try:
+            await trio.lowlevel.checkpoint()
+            self._check_send()
+            while self._out.room() <= 0:
+                await self._out.lot.park()
+                self._check_send()
+        finally:
+            self._sending = False
 
     async def send_eof(self) -> None:
-        await trio.lowlevel.checkpoint()
-        self._out.eof = True
-        self._out.lot.unpark_all()
+        self._claim_send()
+        try:
+            await trio.lowlevel.checkpoint()
+            if self._closed:
+                raise trio.ClosedResourceError("this end was closed")
+            self._out.eof = True
+            self._out.lot.unpark_all()
+        finally:
+            self._sending = False
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if max_bytes is not None:
+            max_bytes = operator.index(max_bytes)
+            if max_bytes < 1:
+                raise ValueError("max_bytes must be at least 1")
         if self._receiving:
             raise trio.BusyResourceError("another task is already receiving on this stream")
         self._receiving = True
         try:
-            return await self._receive_some(max_bytes)
-        finally:
-            self._receiving = False
-
-    async def _receive_some(self, max_bytes: int | None) -> bytes:
-        await trio.lowlevel.checkpoint()
-        incoming = self._in
-        while not incoming.data:
+            await trio.lowlevel.checkpoint()
+            incoming = self._in
+            while not incoming.data:
+                if self._closed:
+                    raise trio.ClosedResourceError("this end was closed")
+                if incoming.eof:
+                    return b""
+                incoming.receiver_waiting = True
+                incoming.lot.unpark_all()  # a hand-over sender may go ahead now
+                try:
+                    await incoming.lot.park()
+                finally:
+                    incoming.receiver_waiting = False
             if self._closed:
                 raise trio.ClosedResourceError("this end was closed")
-            if incoming.eof:
-                return b""
-            await incoming.lot.park()
-        size = len(incoming.data) if max_bytes is None else max_bytes
-        chunk = bytes(incoming.data[:size])
-        del incoming.data[: len(chunk)]
-        incoming.lot.unpark_all()
-        return chunk
+            size = len(incoming.data) if max_bytes is None else max_bytes
+            chunk = bytes(incoming.data[:size])
+            del incoming.data[: len(chunk)]
+            incoming.lot.unpark_all()
+            return chunk
+        finally:
+            self._receiving = False
 
     async def aclose(self) -> None:
         if not self._closed:
@@ -141,6 +174,13 @@ class _MemoryListener(trio.abc.Listener[trio.abc.Stream]):
             raise trio.ClosedResourceError("listener closed") from None
 
     async def aclose(self) -> None:
+        # Connections made but never accepted: close them, so their clients see EOF.
+        while True:
+            try:
+                stream = self._receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+            await trio.aclose_forcefully(stream)
         self._receive.close()
         await trio.lowlevel.checkpoint()
 
