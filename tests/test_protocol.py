@@ -14,7 +14,7 @@ import trio.testing
 from _helpers import DEADLINE, TRANSPORTS, serving
 
 from trioweb import App, Request
-from trioweb.response import raw, text
+from trioweb.response import empty, raw, text
 
 GET = b"GET %s HTTP/1.1\r\nHost: test\r\n\r\n"
 
@@ -963,3 +963,69 @@ async def test_many_concurrent_connections_are_all_served(transport: str) -> Non
                 for i in range(count):
                     nursery.start_soon(one, i)
     assert results == {i: str(i).encode() for i in range(count)}
+
+
+async def test_abort_of_close_delimited_body_is_a_reset_over_tcp() -> None:
+    # HTTP/1.0 reads the body to EOF, so a FIN would pass a truncated body as complete;
+    # an aborted response ends with a reset instead.
+    app = App("protocol")
+
+    @app.get("/cut")
+    async def cut(request: Request) -> None:
+        async with request.respond(content_type="text/plain") as resp:
+            await resp.send("the beginning")
+            raise RuntimeError("lost the rest")
+
+    async with serving(app, "tcp") as served, served.connect() as client:
+        await client.send(b"GET /cut HTTP/1.0\r\n\r\n")
+        received = b""
+        with trio.fail_after(DEADLINE), pytest.raises(trio.BrokenResourceError):
+            while chunk := await client.stream.receive_some(65536):
+                received += chunk
+        assert b"the beginning" in received
+
+
+async def test_handler_error_during_its_timeout_still_gets_503(
+    transport: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    # The handler's nursery raises while the RESPONSE_TIMEOUT cancellation unwinds it,
+    # so a Cancelled and a ValueError leave together: the 503 must still be sent.
+    app = hello_app()
+    app.config.RESPONSE_TIMEOUT = 1
+
+    @app.get("/messy")
+    async def messy(request: Request) -> object:
+        async def cleanup_fails() -> None:
+            try:
+                await trio.sleep_forever()
+            finally:
+                raise ValueError("cleanup failed")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(cleanup_fails)
+            await trio.sleep_forever()
+        return text("never")
+
+    async with serving(app, transport) as served:
+        async with served.connect() as client:
+            await client.send(get("/messy"))
+            response = await client.read_response()
+            assert response.status == 503
+        async with served.connect() as client:  # and the server still serves
+            await client.send(get("/"))
+            assert (await client.read_response()).status == 200
+
+
+async def test_head_keeps_the_handlers_content_length(transport: str) -> None:
+    app = App("protocol")
+
+    @app.route("/size", methods=["HEAD"])
+    async def size(request: Request) -> object:
+        return empty(200, headers={"content-length": "12345"})
+
+    async with serving(app, transport) as served, served.connect() as client:
+        await client.send(b"HEAD /size HTTP/1.1\r\nHost: test\r\n\r\n")
+        response = await client.read_response("HEAD")
+        assert response.status == 200
+        assert response.header("content-length") == "12345"
+        assert response.body == b""

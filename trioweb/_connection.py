@@ -25,6 +25,8 @@ import enum
 import logging
 import math
 import os
+import socket
+import struct
 import time
 from email.utils import formatdate
 from http import HTTPStatus
@@ -134,6 +136,7 @@ class Connection:
         self._head_sent = False
         self._must_close = False
         self._gone = False
+        self._aborted = False
 
     # -- the connection task --------------------------------------------------------
 
@@ -142,13 +145,25 @@ class Connection:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._read_loop)
-                with self._scope:
-                    while await self._serve_one():
-                        pass
+                try:
+                    with self._scope:
+                        while await self._serve_one():
+                            pass
+                except Exception as exc:
+                    # A handler's error that surfaced together with the cancellation
+                    # of a timeout or a disconnect (the scope took the Cancelled).
+                    log.error("%s failed while cancelled", self._request, exc_info=exc)
+                    self._must_close = True
                 if self._scope.cancelled_caught and not self._gone:
                     await self._timed_out()
                 nursery.cancel_scope.cancel()
         finally:
+            if self._aborted and self._fd is not None:
+                # An abort must look like one even to a client reading to EOF (an
+                # HTTP/1.0 body): close with a reset, not a FIN.
+                self._stream.socket.setsockopt(  # type: ignore[attr-defined]
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
             # The socket closes after this; its fd number may soon belong to another
             # client, so nothing may write to it from here on.
             self._fd = None
@@ -184,6 +199,7 @@ class Connection:
                 await self._send_whole(request, response)
         elif phase is Phase.WRITING:
             log.info("client %s:%s did not read for WRITE_TIMEOUT", *self._client)
+            self._aborted = True  # reset: the kernel drops what the client never read
 
     async def _serve_one(self) -> bool:
         head = await self._receive_head()
@@ -293,6 +309,7 @@ class Connection:
         log.error("%s failed after its response started; aborting", request, exc_info=exc)
         self._must_close = True
         self._gone = True
+        self._aborted = True
 
     async def _next_cycle(self, request: Request) -> bool:
         """Finish reading the request body and get h11 ready for the next request."""
@@ -343,6 +360,8 @@ class Connection:
         body = response.body
         if status < 200 or status == 204 or status == 304:
             body = b""  # these statuses never carry a body (RFC 9110 6.4.1)
+        elif request.method == "HEAD" and not body and "content-length" in response.headers:
+            pass  # a HEAD handler's own Content-Length tells what a GET would send
         else:
             headers = [h for h in headers if h[0] != b"content-length"]
             headers.append((b"content-length", str(len(body)).encode()))

@@ -18,6 +18,9 @@ import trio
 
 from ._connection import Connection
 
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
 if TYPE_CHECKING:
     from ._app import App
 
@@ -220,6 +223,8 @@ async def _serve_connection(
         return
     connection = Connection(app, server, stream, client, scheme)
     server._connections.add(connection)
+    if server.closing:  # accepted just before the listeners closed
+        connection.close_if_idle()
     try:
         async with stream:
             await connection.serve()
@@ -267,8 +272,17 @@ def run(app: App, host: str, port: int, *, workers: int = 1, ssl: Any = None) ->
             trio.run(partial(app.serve, host, port, ssl=ssl))
         else:
             _run_workers(app, host, port, workers, ssl)
-    except KeyboardInterrupt:
-        pass  # Ctrl+C before the signal handlers were installed: nothing to clean up
+    except BaseException as exc:
+        if not _only_interrupts(exc):
+            raise
+        # Ctrl+C before the signal handlers were installed: nothing to clean up.
+
+
+def _only_interrupts(exc: BaseException) -> bool:
+    """Whether ``exc`` is a KeyboardInterrupt, or a group of nothing else."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_interrupts(inner) for inner in exc.exceptions)
+    return isinstance(exc, KeyboardInterrupt)
 
 
 def _run_workers(app: App, host: str, port: int, workers: int, ssl: Any) -> None:
@@ -290,24 +304,31 @@ def _run_workers(app: App, host: str, port: int, workers: int, ssl: Any) -> None
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGTERM)
 
-    # Installed before forking, so no signal can find the parent unprepared.
+    # Installed before forking, so no signal can find the parent unprepared; blocked
+    # while forking, so none runs the parent's handler inside a child.
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     for _ in range(workers):
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child
+            # Until Trio takes over the signals, one stops the worker as Ctrl+C would.
             signal.signal(signal.SIGINT, signal.default_int_handler)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
             os.setpgrp()
             os.close(parent_holds)
             code = 0
             try:
                 trio.run(_serve_sockets, app, sockets, ssl, parent_alive)
-            except BaseException:
-                log.exception("worker crashed")
-                code = 1
+            except BaseException as exc:
+                if not _only_interrupts(exc):
+                    log.exception("worker crashed")
+                    code = 1
             os._exit(code)
         children.append(pid)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
     os.close(parent_alive)
     for sock in sockets:
         sock.close()

@@ -121,8 +121,8 @@ class ResponseStream:
             if self.ended:
                 raise RuntimeError("the response has already ended")
             if not self.head_sent:
-                self.head_sent = True
                 await self._sink.send_head(self)
+                self.head_sent = True
             if data:
                 await self._sink.send_data(self, data)
 
@@ -135,8 +135,8 @@ class ResponseStream:
             if self.ended:
                 return
             if not self.head_sent:
-                self.head_sent = True
                 await self._sink.send_head(self)
+                self.head_sent = True
             self.ended = True
             await self._sink.send_end(self)
 
