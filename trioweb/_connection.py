@@ -277,6 +277,7 @@ class Connection:
     ) -> HTTPResponse | None:
         config = self._config
         stream = request.stream
+        read_body = False
         if route.stream:
             stream.max_size = _limit(route.request_max_size, math.inf)
             if not stream.complete:
@@ -290,8 +291,10 @@ class Connection:
                 )
                 await request.receive_body()
                 self.phase = Phase.HANDLER
-                self._scope.deadline = math.inf  # set just below
-        if route.response_timeout is not DEFAULT or self._scope.deadline == math.inf:
+                read_body = True
+        # The HANDLER deadline, set from the config when the head came in, starts over
+        # after a buffered body, and follows the route's own response_timeout.
+        if read_body or route.response_timeout is not DEFAULT:
             timeout = _limit(route.response_timeout, config.RESPONSE_TIMEOUT)
             self._scope.deadline = _deadline(timeout)
         response = await self._app._dispatch(request, route, params)
