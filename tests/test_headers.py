@@ -407,3 +407,23 @@ async def test_redirect_target_cannot_inject_headers():
     assert len(location) == 1
     assert b"\r" not in location[0]
     assert location[0].startswith(b"location: /next")
+
+
+async def test_invalid_header_name_on_a_streamed_response_gets_500():
+    app = App("bad-stream-header")
+
+    @app.get("/")
+    async def index(request):
+        async with request.respond(headers={"bad name": "x"}) as resp:
+            await resp.send("never sent")
+
+    async with TestClient(app) as client:
+        async with client.raw() as stream:
+            await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            raw = b""
+            with trio.fail_after(5):
+                while chunk := await stream.receive_some():
+                    raw += chunk
+    assert raw.startswith(b"HTTP/1.1 500 ")
+    assert b"bad name" not in raw
+    assert b"never sent" not in raw

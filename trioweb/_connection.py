@@ -30,7 +30,7 @@ import struct
 import time
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import h11
 import trio
@@ -406,13 +406,15 @@ class Connection:
         await self._app._apply_response_middleware(request, response)
         headers = _encode_headers(response)
         self._extra_headers(headers)
-        data = self._h11.send(
-            h11.Response(
+        try:
+            head = h11.Response(
                 status_code=response.status,
                 headers=headers,
                 reason=_REASONS.get(response.status, b""),
             )
-        )
+        except h11.LocalProtocolError as exc:  # a header name or status h11 refuses
+            raise ValueError(f"invalid response head: {exc}") from None
+        data = self._h11.send(head)
         self._head_sent = True
         await self._send(data)
 
@@ -450,9 +452,7 @@ class Connection:
             except BlockingIOError:
                 sent = 0
             except OSError:
-                self._client_gone()
-                await trio.lowlevel.checkpoint()  # raises Cancelled
-                raise AssertionError("unreachable") from None
+                await self._lost()
             if sent == len(data):
                 if not last and self._head_sent and self.phase is not Phase.STREAMING:
                     # The head is out: RESPONSE_TIMEOUT no longer applies.
@@ -475,9 +475,14 @@ class Connection:
         try:
             await self._stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            log.debug("client %s:%s went away during the response", *self._client)
-            self._client_gone()
-            await trio.lowlevel.checkpoint()  # raises Cancelled: the scope was cancelled
+            await self._lost()
+
+    async def _lost(self) -> NoReturn:
+        """A write failed: the client is gone. Cancel the connection, handler included."""
+        log.debug("client %s:%s went away during the response", *self._client)
+        self._client_gone()
+        await trio.lowlevel.checkpoint()  # raises Cancelled inside the connection's scope
+        raise trio.BrokenResourceError("the client went away")  # a writer outside it
 
     async def _send_error(self, status: int, message: str) -> None:
         """Answer a request that got no response from a handler, then close."""
