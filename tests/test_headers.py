@@ -417,13 +417,12 @@ async def test_invalid_header_name_on_a_streamed_response_gets_500():
         async with request.respond(headers={"bad name": "x"}) as resp:
             await resp.send("never sent")
 
-    async with TestClient(app) as client:
-        async with client.raw() as stream:
-            await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            raw = b""
-            with trio.fail_after(5):
-                while chunk := await stream.receive_some():
-                    raw += chunk
+    async with TestClient(app) as client, client.raw() as stream:
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        raw = b""
+        with trio.fail_after(5):
+            while chunk := await stream.receive_some():
+                raw += chunk
     assert raw.startswith(b"HTTP/1.1 500 ")
     assert b"bad name" not in raw
     assert b"never sent" not in raw
