@@ -13,7 +13,6 @@ from urllib.parse import unquote
 from .errors import BadRequest, MethodNotAllowed, NotFound
 
 if TYPE_CHECKING:
-    from .request import Request
     from .response import HTTPResponse
 
 __all__ = ["DEFAULT", "Handler", "Route", "RouteRegistrar", "Router"]
@@ -313,7 +312,3 @@ class RouteRegistrar:
     def patch(self, uri: str, *, stream: bool = False, **options: Any) -> Callable[[_H], _H]:
         """``route(uri, ["PATCH"])``; ``stream=True`` hands the body over as a stream."""
         return self.route(uri, ["PATCH"], stream=stream, **options)
-
-
-if TYPE_CHECKING:  # keep the Request import used for readers of Handler
-    _unused: Request
