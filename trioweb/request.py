@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json as _json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
@@ -56,7 +56,7 @@ class RequestStream:
 
     @property
     def complete(self) -> bool:
-        """Whether the whole body has been read."""
+        """Whether nothing is left to read: the body ended, or the stream was closed."""
         return self._channel is None
 
     def _check_size(self, size: int) -> None:
@@ -85,12 +85,16 @@ class RequestStream:
         self._check_size(self._received)
         return chunk
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._iterate()
+    # A plain async iterator rather than an async generator: a loop that breaks early
+    # leaves no suspended generator behind for the garbage collector to finalize.
+    def __aiter__(self) -> RequestStream:
+        return self
 
-    async def _iterate(self) -> AsyncIterator[bytes]:
-        while (chunk := await self.read()) is not None:
-            yield chunk
+    async def __anext__(self) -> bytes:
+        chunk = await self.read()
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk
 
     def close(self) -> None:
         """Stop reading: the rest of the body is discarded by the connection."""
