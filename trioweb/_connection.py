@@ -185,7 +185,8 @@ class Connection:
             log.info("request head from %s:%s timed out", *self._client)
             await self._send_error(408, "the request head took too long to arrive")
         elif (phase is Phase.BODY or phase is Phase.HANDLER) and request is not None:
-            log.info("%s timed out (%s)", request, phase.name)
+            if phase is Phase.BODY:  # a 503 is logged where every 5xx is, in the app
+                log.info("%s: the request body timed out", request)
             error: HTTPError = (
                 RequestTimeout("the request body took too long to arrive")
                 if phase is Phase.BODY
