@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import h11
 import trio
 
+from ._chunked import ChunkError, ChunkScanner
 from ._routing import DEFAULT, Limit, Route
 from .errors import HTTPError, PayloadTooLarge, RequestTimeout, ServiceUnavailable
 from .request import Request, RequestStream
@@ -119,6 +120,8 @@ class Connection:
         self._body_stream: RequestStream | None = None
         self._body_done: trio.Event | None = None
         self._discarded = 0
+        # The framing of a chunked body, followed over the raw bytes (for chunk sizes).
+        self._chunks: ChunkScanner | None = None
         # READ_IDLE_TIMEOUT for the current body (streaming routes) and the reader's scope
         # around its wait for body bytes, so that setting the timeout reaches a wait
         # already under way.
@@ -315,6 +318,11 @@ class Connection:
         self._gone = True
         self._aborted = True
 
+    def _abort_quietly(self) -> None:
+        """Reset the connection and cancel its handler (the reason is already logged)."""
+        self._aborted = True
+        self._client_gone()
+
     async def _next_cycle(self, request: Request) -> bool:
         """Finish reading the request body and get h11 ready for the next request."""
         conn = self._h11
@@ -421,21 +429,22 @@ class Connection:
 
     async def send_data(self, response: ResponseStream, data: bytes) -> None:
         """Send a piece of a streamed response body."""
-        if self._current(response).method == "HEAD":
+        request = self._current(response)
+        if request.method == "HEAD":
             return
         try:
             out = self._h11.send(h11.Data(data=data))
         except h11.LocalProtocolError as exc:
-            raise RuntimeError(f"response body does not match its framing: {exc}") from None
+            await self._framing_error(request, exc)
         await self._send(out)
 
     async def send_end(self, response: ResponseStream) -> None:
         """End a streamed response."""
-        self._current(response)
+        request = self._current(response)
         try:
             out = self._h11.send(h11.EndOfMessage())
         except h11.LocalProtocolError as exc:
-            raise RuntimeError(f"response body does not match its framing: {exc}") from None
+            await self._framing_error(request, exc)
         if out:
             await self._send(out)
 
@@ -477,6 +486,13 @@ class Connection:
             await self._stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             await self._lost()
+
+    async def _framing_error(self, request: Request, exc: h11.LocalProtocolError) -> NoReturn:
+        """The handler sent more or less than its ``Content-Length``: abort, log why."""
+        log.error("%s: %s; aborting the connection", request, exc)
+        self._abort_quietly()
+        await trio.lowlevel.checkpoint()  # raises Cancelled inside the connection's scope
+        raise RuntimeError(f"response body does not match its framing: {exc}")
 
     async def _lost(self) -> NoReturn:
         """A write failed: the client is gone. Cancel the connection, handler included."""
@@ -580,7 +596,33 @@ class Connection:
         if not data:
             self._client_gone()
             return False
+        if self._chunks is not None and not self._scan_chunks(data):
+            return False
         self._h11.receive_data(bytes(data))
+        return True
+
+    def _scan_chunks(self, data: bytes | bytearray) -> bool:
+        """Check the chunk lines in ``data`` before h11 sees it; False to stop reading."""
+        chunks = self._chunks
+        assert chunks is not None
+        try:
+            chunks.feed(data)
+        except ChunkError as exc:
+            self._protocol_error(h11.RemoteProtocolError(str(exc), exc.status_code))
+            return False
+        if chunks.done:
+            self._chunks = None
+        stream = self._body_stream
+        if stream is not None:
+            stream.declared = chunks.declared
+            if stream.max_size is not None and chunks.declared > stream.max_size:
+                # A chunk announced more than the limit allows: read none of it. The
+                # handler's next read raises the 413, and the connection closes.
+                log.info("chunked body from %s:%s announced too much", *self._client)
+                stream.error = stream._too_large()
+                self._must_close = True
+                self._end_body()
+                return False
         return True
 
     async def _start_request(self, event: h11.Request) -> bool:
@@ -589,16 +631,24 @@ class Connection:
         size = len(event.method) + len(event.target) + 12
         content_length = None
         chunked = False
+        expectation = None
         for name, value in event.headers:
             size += len(name) + len(value) + 4
             if name == b"content-length":
                 content_length = int(value)
             elif name == b"transfer-encoding":
                 chunked = True
+            elif name == b"expect" and value.lower() != b"100-continue":
+                expectation = value
         if size > self._config.REQUEST_MAX_HEADER_SIZE:
             self._protocol_error(
                 h11.RemoteProtocolError("request head too large", error_status_hint=431)
             )
+            return False
+        if expectation is not None:
+            # RFC 9110 10.1.1: 100-continue is the only expectation there is.
+            message = f"unsupported expectation {expectation.decode('latin-1')!r}"
+            self._protocol_error(h11.RemoteProtocolError(message, error_status_hint=417))
             return False
         if chunked and content_length is not None:
             # RFC 9112 6.1: Transfer-Encoding wins, and the connection must close after,
@@ -606,6 +656,9 @@ class Connection:
             content_length = None
             self._must_close = True
         self._reading_head = False
+        # The body bytes already received, for the chunk scanner: h11 is about to
+        # consume some of them.
+        pending = self._h11.trailing_data[0] if chunked else b""
         following: Any
         try:
             following = self._h11.next_event()
@@ -621,6 +674,10 @@ class Connection:
         self._body_done = trio.Event()
         self._discarded = 0
         self._heads_send.send_nowait((event, stream))
+        if chunked:
+            self._chunks = ChunkScanner(self._config.REQUEST_MAX_HEADER_SIZE)
+            if pending and not self._scan_chunks(pending):
+                return False
         if type(following) is h11.Data:
             await self._push_body(following.data)
         elif isinstance(following, h11.RemoteProtocolError):
@@ -647,6 +704,7 @@ class Connection:
             await trio.sleep_forever()
 
     def _end_body(self) -> None:
+        self._chunks = None
         if self._body_send is not None:
             self._body_send.close()
             self._body_send = None

@@ -30,8 +30,9 @@ class RequestStream:
     ``bytes``; ``await stream.read()`` returns the next chunk, or ``None`` at the end.
 
     ``max_size`` (bytes, ``None`` for no limit) may be changed before or while reading;
-    passing it raises :class:`~trioweb.errors.PayloadTooLarge`, at once when the
-    declared ``Content-Length`` is already too large.
+    passing it raises :class:`~trioweb.errors.PayloadTooLarge`. The size the client
+    announced counts too: a ``Content-Length``, or the sum of the chunk sizes of a
+    chunked body, over the limit raises at the next read, before those bytes are read.
     """
 
     def __init__(
@@ -42,7 +43,9 @@ class RequestStream:
         on_first_read: Callable[[], Awaitable[None]] | None,
     ) -> None:
         self._channel = channel
-        self._content_length = content_length
+        #: The body size the client has announced so far (Content-Length, or the sum
+        #: of the chunk sizes seen), kept up to date by the connection.
+        self.declared = content_length or 0
         self.max_size = max_size
         self._on_first_read = on_first_read
         self._received = 0
@@ -61,13 +64,16 @@ class RequestStream:
 
     def _check_size(self, size: int) -> None:
         if self.max_size is not None and size > self.max_size:
-            raise PayloadTooLarge(f"the request body is larger than {int(self.max_size)} bytes")
+            raise self._too_large()
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"the request body is larger than {self.max_size:.0f} bytes")
 
     async def read(self) -> bytes | None:
         """The next chunk of the body, or ``None`` once it has all been read."""
+        if self._channel is not None:
+            self._check_size(self.declared)
         if self._on_first_read is not None:
-            if self._content_length is not None:
-                self._check_size(self._content_length)
             first, self._on_first_read = self._on_first_read, None
             await first()
         if self._channel is None:
