@@ -109,15 +109,32 @@ class ResponseStream:
         self.status = status
         self.headers = headers
         self._sink = sink
-        self._lock = trio.StrictFIFOLock()
+        # Sends are serialised in FIFO order (tasks of one nursery may share a stream).
+        # A flag plus a parking lot rather than a trio.Lock: taking the lock would cost
+        # a trip through the scheduler on every send, even when nobody else is sending.
+        self._busy = False
+        self._waiting = trio.lowlevel.ParkingLot()
         self.head_sent = False
         self.ended = False
+
+    async def _take_turn(self) -> None:
+        if self._busy:
+            await self._waiting.park()  # the sender before us hands its turn over
+        else:
+            self._busy = True
+
+    def _end_turn(self) -> None:
+        if self._waiting:
+            self._waiting.unpark()
+        else:
+            self._busy = False
 
     async def send(self, data: bytes | str) -> None:
         """Send a piece of the body (the headers first, if not sent yet)."""
         if isinstance(data, str):
             data = data.encode()
-        async with self._lock:
+        await self._take_turn()
+        try:
             if self.ended:
                 raise RuntimeError("the response has already ended")
             if not self.head_sent:
@@ -125,13 +142,22 @@ class ResponseStream:
                 self.head_sent = True
             if data:
                 await self._sink.send_data(self, data)
+        finally:
+            self._end_turn()
 
-    #: Sanic's callback-style name for :meth:`send`.
-    write = send
+    async def write(self, data: object) -> None:
+        """Sanic's callback-style :meth:`send`: also takes other objects, as ``str(data)``.
+
+        A database record's ``int`` can be written as it is, as in Sanic's examples.
+        """
+        if not isinstance(data, (bytes, str)):
+            data = bytes(data) if isinstance(data, (bytearray, memoryview)) else str(data)
+        await self.send(data)
 
     async def eof(self) -> None:
         """End the response. Calling it again does nothing."""
-        async with self._lock:
+        await self._take_turn()
+        try:
             if self.ended:
                 return
             if not self.head_sent:
@@ -139,6 +165,8 @@ class ResponseStream:
                 self.head_sent = True
             self.ended = True
             await self._sink.send_end(self)
+        finally:
+            self._end_turn()
 
     async def __aenter__(self) -> ResponseStream:
         return self
