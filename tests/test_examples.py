@@ -36,7 +36,7 @@ def load(name: str) -> ModuleType:
     return module
 
 
-@pytest.mark.parametrize("name", ["hello", "routing", "streaming", "errors_middleware"])
+@pytest.mark.parametrize("name", sorted(path.stem for path in EXAMPLES.glob("*.py")))
 def test_every_example_has_a_module_level_app_and_a_main_block(name: str) -> None:
     from trioweb import App
 

@@ -19,7 +19,6 @@ import trio
 from _helpers import DEADLINE, TRANSPORTS, serving
 from test_examples import EXAMPLES, free_port, load
 
-from trioweb import App
 from trioweb.testing import TestClient
 
 PIECES = [b"line 1\n", b"2 1 0\n", b"1", b"11", b"end"]
@@ -60,12 +59,6 @@ def chunked_head(method: str, path: str) -> bytes:
         method.encode(),
         path.encode(),
     )
-
-
-def test_the_seeds_example_has_a_module_level_app_and_a_main_block() -> None:
-    # test_examples.py lists the examples it checks by name; this one is checked here.
-    assert isinstance(seeds().app, App)
-    assert 'if __name__ == "__main__":' in (EXAMPLES / "sanic_seeds.py").read_text()
 
 
 @pytest.mark.parametrize(("method", "path", "expected"), ROUTES, ids=ROUTE_IDS)
