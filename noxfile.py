@@ -1,7 +1,7 @@
 """Development tasks: ``nox`` runs tests, lint and typecheck; ``nox -s bench`` the benchmark.
 
 Sessions run on the Python that runs nox, and reuse their virtualenvs (``nox -R`` also
-skips reinstalling). Arguments after ``--`` go to pytest or to bench/run.py.
+skips reinstalling). Arguments after ``--`` go to pytest, bench/run.py or bench/stream.py.
 """
 
 from __future__ import annotations
@@ -41,3 +41,10 @@ def bench(session: nox.Session) -> None:
     """Hello-world benchmark against a bare Trio + h11 server; needs wrk (see bench/README.md)."""
     session.install(".")
     session.run("python", "bench/run.py", *session.posargs)
+
+
+@nox.session
+def bench_stream(session: nox.Session) -> None:
+    """Streaming benchmark against Sanic, 1 GiB bodies (see bench/README.md)."""
+    session.install(".", "sanic")  # sanic only here: never a dependency of trioweb
+    session.run("python", "bench/stream.py", *session.posargs)
