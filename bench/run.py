@@ -17,8 +17,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,6 +25,16 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from _common import (
+    BenchError,
+    Pinning,
+    choose_pinning,
+    cpu_seconds,
+    free_port,
+    stop,
+    wait_for_port,
+)
+
 REPO = Path(__file__).resolve().parent.parent
 HELLO = REPO / "examples" / "hello.py"
 DEFAULT_BASELINE = REPO.parent / "shared" / "bench" / "trio_h11_baseline.py"
@@ -34,11 +42,6 @@ RESULTS = REPO / "bench" / "results" / "hello.json"
 GOAL_RATIO = 0.6
 EXPECTED_BODY = b"Hello, world!"
 STARTUP_TIMEOUT = 15.0
-STOP_GRACE = 3.0
-
-
-class BenchError(Exception):
-    """A server or wrk misbehaved: the run measures nothing."""
 
 
 @dataclass
@@ -52,29 +55,6 @@ class WrkResult:
     #: The server's CPU time (user + system) per request during the run, in µs. Less
     #: sensitive than req/s to other load on a shared machine.
     cpu_us_per_request: float = 0.0
-
-
-@dataclass
-class Pinning:
-    """The CPUs the servers and wrk run on, or None when the machine has fewer than two."""
-
-    server_cpu: int | None
-    wrk_cpu: int | None
-
-    def prefix(self, cpu: int | None) -> list[str]:
-        return ["taskset", "-c", str(cpu)] if cpu is not None else []
-
-
-def choose_pinning() -> Pinning:
-    # sched_getaffinity, not cpu_count: a container may be allowed fewer CPUs than exist.
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        print(f"note: only {len(cpus)} CPU available: servers and wrk are not pinned")
-        return Pinning(None, None)
-    if shutil.which("taskset") is None:
-        print("note: taskset not found (Debian package util-linux): nothing is pinned")
-        return Pinning(None, None)
-    return Pinning(cpus[0], cpus[1])
 
 
 def ensure_wrk() -> None:
@@ -91,28 +71,9 @@ def ensure_wrk() -> None:
     sys.exit("error: wrk is not installed. Install it with: sudo apt-get install wrk")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def wait_until_serving(proc: subprocess.Popen[bytes], port: int, name: str) -> None:
     """Wait for the port to accept connections, then check it answers Hello, world!."""
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while True:
-        if proc.poll() is not None:
-            raise BenchError(f"{name} exited with status {proc.returncode} before serving")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise BenchError(
-                    f"{name} did not accept connections within {STARTUP_TIMEOUT:.0f}s"
-                ) from None
-            time.sleep(0.05)
+    wait_for_port(proc, port, name, STARTUP_TIMEOUT)
     # A server that answers 500 quickly would look fast: check the answer first.
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
@@ -123,26 +84,6 @@ def wait_until_serving(proc: subprocess.Popen[bytes], port: int, name: str) -> N
         conn.close()
     if response.status != 200 or body != EXPECTED_BODY:
         raise BenchError(f"{name} answered {response.status} {body[:60]!r}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGINT, then SIGKILL after a grace period (the baseline ignores SIGINT)."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(STOP_GRACE)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, from /proc (0 where there is no /proc)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def parse_count(pattern: str, output: str) -> int:
@@ -170,7 +111,7 @@ def measure(name: str, script: Path, pinning: Pinning, args: argparse.Namespace)
     port = free_port()
     command = [*pinning.prefix(pinning.server_cpu), sys.executable, str(script), str(port)]
     wrk = [
-        *pinning.prefix(pinning.wrk_cpu),
+        *pinning.prefix(pinning.load_cpu),
         "wrk",
         "-t1",
         f"-c{args.connections}",
@@ -241,7 +182,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     ensure_wrk()
-    pinning = choose_pinning()
+    pinning = choose_pinning("wrk")
     servers = {"baseline": args.baseline, "trioweb": HELLO}
     runs: dict[str, list[WrkResult]] = {name: [] for name in servers}
     try:
@@ -264,7 +205,7 @@ def main() -> int:
     if pinning.server_cpu is None:
         print("not pinned")
     else:
-        print(f"servers on CPU {pinning.server_cpu}, wrk on CPU {pinning.wrk_cpu}")
+        print(f"servers on CPU {pinning.server_cpu}, wrk on CPU {pinning.load_cpu}")
     cpu = {name: statistics.median(r.cpu_us_per_request for r in rs) for name, rs in runs.items()}
     cpu_ratio = cpu["baseline"] / cpu["trioweb"] if cpu["trioweb"] else 0.0
     print(f"{'round':<8}{'baseline req/s':>16}{'trioweb req/s':>16}{'CPU µs/req b / t':>20}")

@@ -24,7 +24,6 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import socket
 import statistics
 import subprocess
@@ -36,7 +35,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from run import cpu_seconds, free_port, stop  # helpers shared with the hello benchmark
+from _common import (
+    BenchError,
+    Pinning,
+    choose_pinning,
+    cpu_seconds,
+    free_port,
+    stop,
+    wait_for_port,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
@@ -53,10 +60,6 @@ RECEIVE_BUFFER = 1 * MiB
 #: Above this share of the wall-clock time spent on the CPU, the client may be what limits.
 CLIENT_BUSY = 0.9
 HEAD_LIMIT = 64 * KiB
-
-
-class BenchError(Exception):
-    """A server misbehaved (wrong status, wrong byte count, died, stalled)."""
 
 
 @dataclass
@@ -77,26 +80,10 @@ class Transfer:
     peak_rss: int
 
 
-@dataclass
-class Pinning:
-    """The CPUs the servers and the client run on, or None when there are fewer than two."""
-
-    server_cpu: int | None
-    client_cpu: int | None
-
-
-def choose_pinning() -> Pinning:
-    # sched_getaffinity, not cpu_count: a container may be allowed fewer CPUs than exist.
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        print(f"note: only {len(cpus)} CPU available: servers and client are not pinned")
-        return Pinning(None, None)
-    if shutil.which("taskset") is None:
-        print("note: taskset not found (Debian package util-linux): servers are not pinned")
-        return Pinning(None, None)
-    # The client is this process (its threads included): pin it here, without taskset.
-    os.sched_setaffinity(0, {cpus[1]})
-    return Pinning(cpus[0], cpus[1])
+def pin_client(pinning: Pinning) -> None:
+    """The client is this process (its threads included): pin it here, without taskset."""
+    if pinning.load_cpu is not None:
+        os.sched_setaffinity(0, {pinning.load_cpu})
 
 
 # -- sizes ------------------------------------------------------------------------------
@@ -425,8 +412,7 @@ def running(
     Its output is shown only if something went wrong.
     """
     port = free_port()
-    taskset = ["taskset", "-c", str(pinning.server_cpu)] if pinning.server_cpu is not None else []
-    command = [*taskset, sys.executable, str(SERVERS[name]), str(port)]
+    command = [*pinning.prefix(pinning.server_cpu), sys.executable, str(SERVERS[name]), str(port)]
     with tempfile.TemporaryFile() as log:
         # taskset execs the server: the pid is the server's own, for /proc.
         server = subprocess.Popen(
@@ -447,19 +433,7 @@ def running(
 
 
 def wait_until_serving(server: subprocess.Popen[bytes], client: Client, name: str) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while True:
-        if server.poll() is not None:
-            raise BenchError(f"{name} exited with status {server.returncode} before serving")
-        try:
-            socket.create_connection(("127.0.0.1", client.port), timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise BenchError(
-                    f"{name} did not accept connections within {STARTUP_TIMEOUT:.0f}s"
-                ) from None
-            time.sleep(0.05)
+    wait_for_port(server, client.port, name, STARTUP_TIMEOUT)
     client.run("download", 100)  # it answers 200 with the right byte count
 
 
@@ -580,7 +554,7 @@ def print_report(
     if pinning.server_cpu is None:
         print("not pinned")
     else:
-        print(f"servers on CPU {pinning.server_cpu}, client on CPU {pinning.client_cpu}")
+        print(f"servers on CPU {pinning.server_cpu}, client on CPU {pinning.load_cpu}")
     print(f"\nthroughput of the {large} body, MiB/s (2**20 bytes/s, client side)")
     print(f"{'scenario':<10}{'round':<8}" + "".join(f"{n:>10}" for n in names))
     for scenario in SCENARIOS:
@@ -679,7 +653,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    pinning = choose_pinning()
+    pinning = choose_pinning("the client")
+    pin_client(pinning)
     fresh = not can_reset_peak()
     if fresh:
         print("note: /proc/PID/clear_refs unavailable: a fresh server for every transfer")

@@ -56,7 +56,7 @@ _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 # How a streamed response body is framed (see Connection._body_framing).
 _NO_BODY, _LENGTH, _CHUNKED, _CLOSE = range(4)
 # A streaming handler whose sends never wait still lets other tasks run this often.
-_YIELD_EVERY = 256 * 1024
+_YIELD_EVERY = 1024 * 1024
 
 
 class _Written:
