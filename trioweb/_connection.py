@@ -479,7 +479,8 @@ class Connection:
         size = len(data)
         if framing == _CHUNKED:
             self._body_sent += size
-            await self._send((b"%x\r\n" % size, data, b"\r\n"))
+            # One buffer: copying the piece costs less than the kernel's three-part writev.
+            await self._send(b"%x\r\n%b\r\n" % (size, data))
         elif framing == _LENGTH:
             if size > self._body_left:
                 await self._framing_error(request, "more data than its Content-Length")
@@ -508,24 +509,19 @@ class Connection:
         if out:
             await self._send(out)
 
-    async def _send(self, data: bytes | tuple[bytes, ...], *, last: bool = False) -> None:
+    async def _send(self, data: bytes, *, last: bool = False) -> None:
         """Write to the client under WRITE_TIMEOUT; a client gone cancels the connection.
 
-        ``data`` is bytes, or pieces to write as one (``os.writev``). ``last``: nothing
-        follows in this cycle, so the phase needs no restoring.
+        ``last``: nothing follows in this cycle, so the phase needs no restoring.
         """
         fd = self._fd
         if fd is not None:
             # Plain TCP: try the write now. When the kernel takes it all (the usual
             # case) there is nothing to wait for, so no deadline to arm and no trip
             # through the scheduler.
+            size = len(data)
             try:
-                if isinstance(data, bytes):
-                    size = len(data)
-                    sent = os.write(fd, data)
-                else:
-                    size = sum([len(piece) for piece in data])
-                    sent = os.writev(fd, data)
+                sent = os.write(fd, data)
             except BlockingIOError:
                 sent = 0
             except OSError:
@@ -545,9 +541,9 @@ class Connection:
                     self._unyielded = 0
                     await trio.lowlevel.checkpoint()
                 return
-            rest = memoryview(data if isinstance(data, bytes) else b"".join(data))[sent:]
+            rest = memoryview(data)[sent:]  # the rest, without a copy
         else:
-            rest = memoryview(data if isinstance(data, bytes) else b"".join(data))
+            rest = memoryview(data)
         phase = self.phase
         deadline = self._scope.deadline
         self.phase = Phase.WRITING
