@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import logging
 import math
 import os
@@ -36,10 +37,11 @@ import h11
 import trio
 
 from ._chunked import ChunkError, ChunkScanner
+from ._files import FileReader
 from ._routing import DEFAULT, Limit, Route
 from .errors import HTTPError, PayloadTooLarge, RequestTimeout, ServiceUnavailable
 from .request import Request, RequestStream
-from .response import HTTPResponse, ResponseStream, StreamingHTTPResponse
+from .response import FileResponse, HTTPResponse, ResponseStream, StreamingHTTPResponse
 
 if TYPE_CHECKING:
     from ._app import App
@@ -57,6 +59,16 @@ _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _NO_BODY, _LENGTH, _CHUNKED, _CLOSE = range(4)
 # A streaming handler whose sends never wait still lets other tasks run this often.
 _YIELD_EVERY = 1024 * 1024
+
+
+# At most this much per sendfile call: a client on a fast link still lets the
+# connection see cancellation, and other tasks run, between calls.
+_SENDFILE_PIECE = 1024 * 1024
+_HAS_SENDFILE = hasattr(os, "sendfile")
+
+
+def _open_file(path: str) -> int:
+    return os.open(path, os.O_RDONLY)
 
 
 class _Written:
@@ -279,6 +291,8 @@ class Connection:
             route, params = app.router.match(request.method, request.raw_path)
             request.route = route
             response = await self._run_handler(request, route, params)
+            if isinstance(response, FileResponse):
+                response._apply(request.method, request.headers)
         except Exception as exc:
             if self._head_sent:
                 self._abort(request, exc)
@@ -286,6 +300,15 @@ class Connection:
             if isinstance(exc, PayloadTooLarge) or request.stream.error:
                 self._must_close = True
             response = await app._error_response(request, exc)
+        if isinstance(response, FileResponse) and response.streamed:
+            try:
+                await self._send_file(request, response)
+                return
+            except Exception as exc:
+                if self._head_sent:
+                    self._abort(request, exc)
+                    return
+                response = await app._error_response(request, exc)
         if isinstance(response, StreamingHTTPResponse):
             try:
                 stream = request.respond(response.status, response.headers)
@@ -509,7 +532,104 @@ class Connection:
         if out:
             await self._send(out)
 
-    async def _send(self, data: bytes, *, last: bool = False) -> None:
+    # -- files ------------------------------------------------------------------------
+
+    async def _send_file(self, request: Request, response: FileResponse) -> None:
+        """Send a streamed file: with ``sendfile`` where it can be, else read and send."""
+        stream = request.respond(response.status, response.headers)
+        await stream.send(b"")  # the head, after the response middleware
+        framing = self._framing
+        if framing != _NO_BODY:
+            # How much to send: what the head promised, or the range, or all there is.
+            count = self._body_left if framing == _LENGTH else response.length
+            offset = response.start
+            # Not abandoned on cancellation, so the fd is always ours to close.
+            file_fd = await trio.to_thread.run_sync(_open_file, response.path)
+            try:
+                rest: tuple[int, int | None] | None = (offset, count)
+                if framing != _CHUNKED and self._fd is not None and _HAS_SENDFILE:
+                    rest = await self._sendfile(request, file_fd, offset, count)
+                if rest is not None:
+                    await self._copy_file(request, file_fd, *rest, response.chunk_size)
+            finally:
+                # At once on every way out: the end, an error, a timeout, a disconnect.
+                os.close(file_fd)
+        await stream.eof()
+
+    async def _sendfile(
+        self, request: Request, file_fd: int, offset: int, count: int | None
+    ) -> tuple[int, int | None] | None:
+        """Send with zero-copy ``os.sendfile``, waiting for the socket as it fills.
+
+        Returns ``None`` once ``count`` bytes (``None``: up to the end of the file) are
+        sent, or the offset and count still to send when this file cannot be sent with
+        ``sendfile`` (then the caller reads and sends the rest).
+        """
+        fd = self._fd
+        assert fd is not None
+        while count is None or count > 0:
+            piece = _SENDFILE_PIECE if count is None else min(count, _SENDFILE_PIECE)
+            try:
+                sent = os.sendfile(fd, file_fd, offset, piece)
+            except BlockingIOError:
+                # The client has not taken what was sent: WRITE_TIMEOUT bounds each wait.
+                self.phase, self._scope.deadline = Phase.WRITING, self._write_deadline()
+                await trio.lowlevel.wait_writable(fd)
+                self.phase, self._scope.deadline = Phase.STREAMING, math.inf
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                await self._lost()
+            except OSError as exc:
+                if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                    raise
+                return offset, count  # not for this file (or file system)
+            if not sent:
+                if count is None:
+                    return None
+                await self._framing_error(request, "a file that ended before its length")
+            offset += sent
+            self._body_sent += sent
+            self._body_left -= sent
+            if count is not None:
+                count -= sent
+            await self._wrote(sent)
+        return None
+
+    async def _copy_file(
+        self, request: Request, file_fd: int, offset: int, count: int | None, chunk_size: int
+    ) -> None:
+        """Read the file in ``chunk_size`` pieces and send each (TLS, tests, chunked)."""
+        chunked = self._framing == _CHUNKED
+        # One buffer for the whole file, with room for a chunk's framing around the data
+        # so that a piece goes out in one write, without a copy.
+        room = 18 if chunked else 0  # up to 16 hex digits and CRLF
+        view = memoryview(bytearray(room + chunk_size + 2))
+        reader = FileReader(file_fd)
+        while count is None or count > 0:
+            want = chunk_size if count is None else min(chunk_size, count)
+            size = await reader.read_into(view[room : room + want], offset)
+            if not size:
+                if count is None:
+                    return
+                await self._framing_error(request, "a file that ended before its length")
+            offset += size
+            self._body_sent += size
+            if count is not None:
+                count -= size
+            if chunked:
+                line = b"%x\r\n" % size
+                start = room - len(line)
+                view[start:room] = line
+                view[room + size : room + size + 2] = b"\r\n"
+                await self._send(view[start : room + size + 2])
+            else:
+                self._body_left -= size
+                await self._send(view[room : room + size])
+
+    def _write_deadline(self) -> float:
+        return _deadline(self._config.WRITE_TIMEOUT)
+
+    async def _send(self, data: bytes | bytearray | memoryview, *, last: bool = False) -> None:
         """Write to the client under WRITE_TIMEOUT; a client gone cancels the connection.
 
         ``last``: nothing follows in this cycle, so the phase needs no restoring.
@@ -527,19 +647,8 @@ class Connection:
             except OSError:
                 await self._lost()
             if sent == size:
-                if last:
-                    return  # the wait for the next head checkpoints
-                if self._head_sent and self.phase is not Phase.STREAMING:
-                    # The head is out: RESPONSE_TIMEOUT no longer applies.
-                    self.phase, self._scope.deadline = Phase.STREAMING, math.inf
-                # Cancellation is seen at every send, but yielding to other tasks costs
-                # a trip through the scheduler: do it once per _YIELD_EVERY bytes.
-                self._unyielded += size
-                if self._unyielded < _YIELD_EVERY:
-                    await trio.lowlevel.checkpoint_if_cancelled()
-                else:
-                    self._unyielded = 0
-                    await trio.lowlevel.checkpoint()
+                if not last:  # (else the wait for the next head checkpoints)
+                    await self._wrote(size)
                 return
             rest = memoryview(data)[sent:]  # the rest, without a copy
         else:
@@ -555,6 +664,20 @@ class Connection:
             self.phase, self._scope.deadline = Phase.STREAMING, math.inf
         else:  # 100 Continue: back to the handler's deadline
             self.phase, self._scope.deadline = phase, deadline
+
+    async def _wrote(self, size: int) -> None:
+        """After a write that did not wait: leave RESPONSE_TIMEOUT, and checkpoint."""
+        if self._head_sent and self.phase is not Phase.STREAMING:
+            # The head is out: RESPONSE_TIMEOUT no longer applies.
+            self.phase, self._scope.deadline = Phase.STREAMING, math.inf
+        # Cancellation is seen at every send, but yielding to other tasks costs a trip
+        # through the scheduler: do it once per _YIELD_EVERY bytes.
+        self._unyielded += size
+        if self._unyielded < _YIELD_EVERY:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        else:
+            self._unyielded = 0
+            await trio.lowlevel.checkpoint()
 
     async def _send_all(self, data: bytes | memoryview) -> None:
         try:

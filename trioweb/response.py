@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json as _json
 import mimetypes
 import os
@@ -12,9 +13,12 @@ from urllib.parse import quote
 
 import trio
 
+from ._files import content_disposition, etag, is_regular, last_modified, select
 from ._headers import Headers, HeadersInit
+from .errors import HTTPError, RangeNotSatisfiable
 
 __all__ = [
+    "FileResponse",
     "HTTPResponse",
     "ResponseStream",
     "StreamingHTTPResponse",
@@ -255,31 +259,95 @@ def stream(
     return StreamingHTTPResponse(streaming_fn, status, headers, content_type)
 
 
+class FileResponse(HTTPResponse):
+    """A file: made by :func:`file` (held in ``body``) or :func:`file_stream`.
+
+    When it is sent for a GET or HEAD with status 200, the request's preconditions
+    (``If-Match``, ``If-None-Match``, ``If-Modified-Since``, ``If-Unmodified-Since``)
+    and ``Range`` (with ``If-Range``) are applied, against the ``ETag`` and
+    ``Last-Modified`` in ``headers``: the result is a 200, 206, 304, 412 or 416.
+    A streamed file is opened only then, and read in ``chunk_size`` pieces (or sent
+    with ``sendfile`` where the connection allows).
+    """
+
+    __slots__ = ("chunk_size", "chunked", "length", "path", "size", "start", "streamed")
+
+    def __init__(
+        self,
+        path: str,
+        st: os.stat_result,
+        body: bytes | None,
+        status: int,
+        headers: Headers,
+        chunk_size: int = 65536,
+        chunked: bool = False,
+    ) -> None:
+        super().__init__(body or b"", status, headers)
+        self.path = path
+        self.size = st.st_size
+        self.streamed = body is None
+        self.chunk_size = chunk_size
+        self.chunked = chunked
+        # The bytes to send, [start, start + length); length None: to the end of file.
+        self.start = 0
+        length = headers.get("content-length")
+        self.length = None if chunked or length is None else int(length)
+
+    def _apply(self, method: str, request_headers: Headers) -> None:
+        """Apply a request's preconditions and ``Range``; raises for a 412 or 416."""
+        if self.status != 200 or method not in ("GET", "HEAD"):
+            return
+        selection = select(method, request_headers, self.headers, self.size)
+        status = selection.status
+        if status == 200:
+            return
+        if status == 304:
+            self.status, self.body, self.streamed = 304, b"", False
+            for name in _NOT_IN_304:
+                self.headers.pop(name, None)
+        elif status == 412:
+            raise HTTPError("a precondition of the request failed", status_code=412)
+        elif status == 416:
+            raise RangeNotSatisfiable(
+                "the requested range is not in the file",
+                headers={"content-range": f"bytes */{self.size}"},
+            )
+        else:
+            start, length = selection.start, selection.length
+            self.status, self.start, self.length = 206, start, length
+            self.headers["content-range"] = f"bytes {start}-{start + length - 1}/{self.size}"
+            self.headers["content-length"] = str(length)
+            if not self.streamed:
+                self.body = self.body[start : start + length]
+
+
+# A 304 carries the validators and caching headers, not the representation's own.
+_NOT_IN_304 = ("content-type", "content-length", "content-disposition", "accept-ranges")
+
+
 def _file_headers(
-    location: str | os.PathLike[str],
-    size: int | None,
+    path: str,
+    st: os.stat_result,
     mime_type: str | None,
     headers: HeadersInit,
     filename: str | None,
 ) -> Headers:
     result = Headers(headers)
     if mime_type is None:
-        mime_type = mimetypes.guess_type(os.fspath(location))[0] or "application/octet-stream"
+        mime_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
     result.setdefault("content-type", mime_type)
-    if size is not None:
-        result.setdefault("content-length", str(size))
+    result.setdefault("accept-ranges", "bytes")
+    result.setdefault("last-modified", last_modified(st))
+    result.setdefault("etag", etag(st))
     if filename is not None:
-        result["content-disposition"] = _content_disposition(filename)
+        result["content-disposition"] = content_disposition(filename)
     return result
 
 
-def _content_disposition(filename: str) -> str:
-    # RFC 6266: a plain ASCII fallback, plus filename* for names that need UTF-8.
-    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "'")
-    value = f'attachment; filename="{ascii_name}"'
-    if ascii_name != filename:
-        value += f"; filename*=UTF-8''{quote(filename, safe='')}"
-    return value
+def _read_whole(path: str) -> tuple[bytes, os.stat_result]:
+    with open(path, "rb") as f:
+        # The validators come from the open file, so they describe the bytes read.
+        return f.read(), os.fstat(f.fileno())
 
 
 async def file(
@@ -288,11 +356,17 @@ async def file(
     mime_type: str | None = None,
     headers: HeadersInit = None,
     filename: str | None = None,
-) -> HTTPResponse:
-    """A small file, read whole into memory (use :func:`file_stream` for large ones)."""
-    body = await trio.Path(location).read_bytes()
-    result = _file_headers(location, None, mime_type, headers, filename)
-    return HTTPResponse(body, status, result)
+) -> FileResponse:
+    """A small file, read whole into memory (use :func:`file_stream` for large ones).
+
+    Same headers and request rules as :func:`file_stream`; ``status`` other than 200
+    turns the request rules off.
+    """
+    path = os.fspath(location)
+    body, st = await trio.to_thread.run_sync(_read_whole, path)
+    result = _file_headers(path, st, mime_type, headers, filename)
+    result["content-length"] = str(len(body))
+    return FileResponse(path, st, body, status, result)
 
 
 async def file_stream(
@@ -302,21 +376,37 @@ async def file_stream(
     headers: HeadersInit = None,
     filename: str | None = None,
     chunked: bool = True,
-) -> StreamingHTTPResponse:
+) -> FileResponse:
     """A file sent in ``chunk_size`` pieces, never read whole.
 
-    ``chunked=True`` sends it with chunked encoding to HTTP/1.1 clients and no
-    ``Content-Length``; ``chunked=False`` sends ``Content-Length`` (the file's size,
-    unless ``headers`` already has one) and no chunked framing.
+    ``chunked=True`` sends it with chunked encoding to HTTP/1.1 clients (to HTTP/1.0
+    clients, delimited by closing the connection) and no ``Content-Length``;
+    ``chunked=False`` sends ``Content-Length`` (the file's size, unless ``headers``
+    already has one) and no chunked framing, which lets a plain TCP connection send it
+    with ``sendfile``. A 206 always carries ``Content-Length``.
     """
-    size = None if chunked else (await trio.Path(location).stat()).st_size
-    result = _file_headers(location, size, mime_type, headers, filename)
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be positive")
+    path = os.fspath(location)
+    st = await trio.to_thread.run_sync(os.stat, path)
+    if not is_regular(st):
+        raise IsADirectoryError(errno.EISDIR, "not a regular file", path)
+    return _streamed(path, st, chunk_size, mime_type, headers, filename, chunked)
+
+
+def _streamed(
+    path: str,
+    st: os.stat_result,
+    chunk_size: int = 65536,
+    mime_type: str | None = None,
+    headers: HeadersInit = None,
+    filename: str | None = None,
+    chunked: bool = True,
+) -> FileResponse:
+    """A :func:`file_stream` response for a file already looked at (``st``)."""
+    result = _file_headers(path, st, mime_type, headers, filename)
     if chunked:
         result.pop("content-length", None)
-
-    async def send_file(response: ResponseStream) -> None:
-        async with await trio.open_file(location, "rb") as f:
-            while chunk := await f.read(chunk_size):
-                await response.send(chunk)
-
-    return StreamingHTTPResponse(send_file, 200, result)
+    else:
+        result.setdefault("content-length", str(st.st_size))
+    return FileResponse(path, st, None, 200, result, chunk_size, chunked)
