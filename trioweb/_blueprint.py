@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ._routing import Route, RouteRegistrar
+from ._static import StaticFiles
 
 if TYPE_CHECKING:
     from ._app import App
@@ -34,6 +35,8 @@ class Blueprint(RouteRegistrar):
     def register(self, app: App) -> None:
         """Add this blueprint's routes to ``app`` (what ``app.blueprint(bp)`` calls)."""
         for route in self._routes:
-            # "/" under prefix "/api" is "/api", as in Sanic.
-            uri = (self.url_prefix + ("" if route.uri == "/" else route.uri)) or "/"
+            # "/" under prefix "/api" is "/api", as in Sanic; but a static directory's
+            # root keeps its slash ("/api/"), where its index is served.
+            keep = route.uri != "/" or isinstance(route.handler, StaticFiles)
+            uri = (self.url_prefix + (route.uri if keep else "")) or "/"
             app._add(replace(route, uri=uri, name=f"{self.name}.{route.name}"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -284,6 +285,30 @@ class RouteRegistrar:
             return handler
 
         return decorator
+
+    def static(
+        self,
+        uri: str,
+        directory: str | os.PathLike[str],
+        *,
+        index: str | None = "index.html",
+        name: str = "static",
+    ) -> None:
+        """Serve the files under ``directory`` at ``uri`` (GET and HEAD).
+
+        ``uri/a/b.txt`` is ``directory/a/b.txt``; a directory is served by its
+        ``index`` file (``None``: not at all). No request path can reach a file outside
+        ``directory``; what is not there, or not a regular file, is a 404. Files are
+        sent like :func:`~trioweb.response.file_stream` with ``chunked=False``:
+        preconditions and ranges apply, and plain TCP uses ``sendfile``.
+        """
+        from ._static import TAIL, StaticFiles
+
+        handler = StaticFiles(directory, index)
+        base = uri.rstrip("/")
+        uris = [f"{base}/<{TAIL}:path>", f"{base}/"] + ([base] if base else [])
+        for each in uris:
+            self._add(Route(uri=each, method="GET", handler=handler, name=name))
 
     def get(self, uri: str, **options: Any) -> Callable[[_H], _H]:
         """``route(uri, ["GET"])``; HEAD is answered too."""
