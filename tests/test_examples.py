@@ -256,3 +256,27 @@ async def test_background_jobs(autojump_clock: trio.abc.Clock) -> None:
         assert (await client.post("/jobs")).json() == {"job": 2}
         await trio.sleep(1)
         assert (await client.get("/jobs/2")).json()["status"] == "done"
+
+
+# -- files.py -----------------------------------------------------------------------
+
+
+async def test_files_static_index_range_and_304() -> None:
+    module = load("files")
+    async with TestClient(module.app) as client:
+        index = await client.get("/static/")
+        assert index.status_code == 200
+        assert index.headers["content-type"] == "text/html"
+        assert index.content == (EXAMPLES / "public" / "index.html").read_bytes()
+        hello = await client.get("/static/hello.txt")
+        assert hello.text == "Hello from a static file.\n"
+        again = await client.get(
+            "/static/hello.txt", headers={"if-none-match": hello.headers["etag"]}
+        )
+        assert (again.status_code, again.content) == (304, b"")
+        part = await client.get("/download", headers={"range": "bytes=0-99"})
+        assert part.status_code == 206
+        assert part.content == (EXAMPLES / "files.py").read_bytes()[:100]
+        assert part.headers["content-disposition"] == 'attachment; filename="files example.py"'
+        escape = await client.get("/static/%2e%2e/files.py")
+        assert escape.status_code == 404
