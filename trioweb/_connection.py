@@ -39,6 +39,7 @@ import trio
 from ._chunked import ChunkError, ChunkScanner
 from ._files import FileReader
 from ._routing import DEFAULT, Limit, Route
+from ._strict import check_head, head_end
 from .errors import HTTPError, PayloadTooLarge, RequestTimeout, ServiceUnavailable
 from .request import Request, RequestStream
 from .response import FileResponse, HTTPResponse, ResponseStream, StreamingHTTPResponse
@@ -164,8 +165,10 @@ class Connection:
         self.phase = Phase.IDLE
         # Set when a new cycle starts while pipelined bytes wait in h11's buffer.
         self._cycle_started = trio.Event()
-        # Whether the reader is parsing a request head (not yet handed over).
+        # Whether the reader is parsing a request head (not yet handed over), and the
+        # raw bytes of that head so far (for the checks h11's parsing would hide).
         self._reading_head = True
+        self._head_raw = bytearray()
         self._request: Request | None = None
         self._head_sent = False
         # The framing of the streamed response being sent, and its progress.
@@ -388,7 +391,9 @@ class Connection:
         self._request = None
         self._body_done = None
         self._reading_head = True
-        if conn.trailing_data[0]:
+        pipelined = conn.trailing_data[0]
+        self._head_raw = bytearray(pipelined)
+        if pipelined:
             # A pipelined request is already buffered: wake the reader to parse it.
             self._cycle_started.set()
         return True
@@ -782,6 +787,8 @@ class Connection:
             return False
         if self._chunks is not None and not self._scan_chunks(data):
             return False
+        if self._reading_head:
+            self._head_raw += data
         self._h11.receive_data(data)
         return True
 
@@ -867,21 +874,28 @@ class Connection:
                 chunked = True
             elif name == b"expect" and value.lower() != b"100-continue":
                 expectation = value
-        if size > self._config.REQUEST_MAX_HEADER_SIZE:
-            self._protocol_error(
-                h11.RemoteProtocolError("request head too large", error_status_hint=431)
+        limit = self._config.REQUEST_MAX_HEADER_SIZE
+        if size > limit:
+            # RFC 9110 15.5.15: a request line alone over the limit is a 414.
+            line = len(event.method) + len(event.target) + 12
+            error = (
+                h11.RemoteProtocolError("request target too long", error_status_hint=414)
+                if line > limit
+                else h11.RemoteProtocolError("request head too large", error_status_hint=431)
             )
+            self._protocol_error(error)
+            return False
+        raw = self._head_raw
+        self._head_raw = bytearray()
+        refused = check_head(event, raw[: head_end(raw)])
+        if refused is not None:
+            self._protocol_error(refused)
             return False
         if expectation is not None:
             # RFC 9110 10.1.1: 100-continue is the only expectation there is.
             message = f"unsupported expectation {expectation.decode('latin-1')!r}"
             self._protocol_error(h11.RemoteProtocolError(message, error_status_hint=417))
             return False
-        if chunked and content_length is not None:
-            # RFC 9112 6.1: Transfer-Encoding wins, and the connection must close after,
-            # since the two framings may be a request-smuggling attempt.
-            content_length = None
-            self._must_close = True
         self._reading_head = False
         # The body bytes already received, for the chunk scanner: h11 is about to
         # consume some of them.
@@ -950,6 +964,9 @@ class Connection:
 
     def _protocol_error(self, exc: h11.RemoteProtocolError) -> None:
         self._must_close = True
+        if exc.error_status_hint == 431 and self._reading_head and b"\n" not in self._head_raw:
+            # h11 gave up on a head over the limit before its request line ended.
+            exc = h11.RemoteProtocolError("request target too long", error_status_hint=414)
         if self._body_stream is not None:
             # Malformed body framing: the handler's next read raises a 400.
             self._body_stream.error = HTTPError(str(exc), status_code=exc.error_status_hint)

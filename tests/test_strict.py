@@ -1,0 +1,468 @@
+"""Strict HTTP/1.1 parsing: a corpus of raw requests and what each must get.
+
+Every malformed request is followed, on the same connection, by a valid pipelined GET
+that would be answered with a 200. A rejected request must get its status with
+``Connection: close``, and then the connection must end, so the request behind it (a
+smuggled one, if the two sides disagreed about framing) is never answered.
+
+Each case cites the rule that makes it malformed. RFC 9112 is HTTP/1.1's message
+syntax; RFC 9110 is HTTP's semantics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import trio
+from _helpers import DEADLINE, TRANSPORTS, serving
+
+from trioweb import App, Request
+from trioweb.response import json, text
+
+SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: test\r\n\r\n"
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def corpus_app() -> App:
+    app = App("strict")
+
+    @app.route("/", methods=["GET", "POST", "OPTIONS"])
+    async def index(request: Request) -> object:
+        return text(f"{request.method} {len(await request.receive_body())}")
+
+    @app.get("/smuggled")
+    async def smuggled(request: Request) -> object:
+        return text("smuggled")
+
+    @app.post("/headers")
+    async def headers(request: Request) -> object:
+        body = await request.receive_body()
+        return json({"body": body.decode(), "headers": sorted(request.headers)})
+
+    return app
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    request: bytes
+    status: int
+    rule: str
+
+
+def head(*lines: bytes, body: bytes = b"") -> bytes:
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+REJECTED = [
+    # -- framing: Content-Length and Transfer-Encoding ------------------------------------
+    Case(
+        "cl-and-te",
+        head(
+            b"POST / HTTP/1.1",
+            b"Host: test",
+            b"Content-Length: 5",
+            b"Transfer-Encoding: chunked",
+            body=b"0\r\n\r\n",
+        ),
+        400,
+        "RFC 9112 6.1/6.3: both framings may be smuggling; reject, and close",
+    ),
+    Case(
+        "te-and-cl",
+        head(
+            b"POST / HTTP/1.1",
+            b"Host: test",
+            b"Transfer-Encoding: chunked",
+            b"Content-Length: 0",
+            body=b"0\r\n\r\n",
+        ),
+        400,
+        "RFC 9112 6.1/6.3: the same, in the other order",
+    ),
+    Case(
+        "te-on-http-1.0",
+        head(b"POST / HTTP/1.0", b"Transfer-Encoding: chunked", body=b"0\r\n\r\n"),
+        400,
+        "RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing",
+    ),
+    Case(
+        "te-unknown",
+        head(b"POST / HTTP/1.1", b"Host: test", b"Transfer-Encoding: gzip"),
+        501,
+        "RFC 9112 6.1: a transfer coding the server does not understand: 501",
+    ),
+    Case(
+        "te-gzip-chunked",
+        head(
+            b"POST / HTTP/1.1",
+            b"Host: test",
+            b"Transfer-Encoding: gzip, chunked",
+            body=b"0\r\n\r\n",
+        ),
+        501,
+        "RFC 9112 6.1: only chunked is understood",
+    ),
+    Case(
+        "cl-duplicate-equal",
+        head(b"POST / HTTP/1.1", b"Host: test", b"Content-Length: 3", b"Content-Length: 3")
+        + b"abc",
+        400,
+        "RFC 9110 8.6: one Content-Length; a repeated field is refused, not folded",
+    ),
+    Case(
+        "cl-duplicate-different",
+        head(b"POST / HTTP/1.1", b"Host: test", b"Content-Length: 3", b"Content-Length: 4")
+        + b"abcd",
+        400,
+        "RFC 9112 6.3: differing lengths are unrecoverable",
+    ),
+    Case(
+        "cl-list",
+        head(b"POST / HTTP/1.1", b"Host: test", b"Content-Length: 3, 3") + b"abc",
+        400,
+        "RFC 9110 8.6: Content-Length = 1*DIGIT, not a list",
+    ),
+    Case(
+        "cl-hex",
+        head(b"POST / HTTP/1.1", b"Host: test", b"Content-Length: 0x3") + b"abc",
+        400,
+        "RFC 9110 8.6: Content-Length is decimal digits",
+    ),
+    Case(
+        "cl-signed",
+        head(b"POST / HTTP/1.1", b"Host: test", b"Content-Length: +3") + b"abc",
+        400,
+        "RFC 9110 8.6: no sign",
+    ),
+    Case(
+        "cl-negative",
+        head(b"POST / HTTP/1.1", b"Host: test", b"Content-Length: -1"),
+        400,
+        "RFC 9110 8.6: no sign",
+    ),
+    # -- header fields ----------------------------------------------------------------
+    Case(
+        "obs-fold-space",
+        head(b"GET / HTTP/1.1", b"Host: test", b"X-A: one", b" two"),
+        400,
+        "RFC 9112 5.2: a server MUST reject obs-fold",
+    ),
+    Case(
+        "obs-fold-tab",
+        head(b"GET / HTTP/1.1", b"Host: test", b"X-A: one", b"\ttwo"),
+        400,
+        "RFC 9112 5.2: a server MUST reject obs-fold",
+    ),
+    Case(
+        "ctl-in-value",
+        head(b"GET / HTTP/1.1", b"Host: test", b"X-A: a\x01b"),
+        400,
+        "RFC 9110 5.5: field values hold no control characters but HTAB",
+    ),
+    Case(
+        "del-in-value",
+        head(b"GET / HTTP/1.1", b"Host: test", b"X-A: a\x7fb"),
+        400,
+        "RFC 9110 5.5: DEL is a control character",
+    ),
+    Case(
+        "esc-in-value",
+        head(b"GET / HTTP/1.1", b"Host: test", b"X-A: \x1b[31m"),
+        400,
+        "RFC 9110 5.5: no control characters (here, a terminal escape)",
+    ),
+    Case(
+        "nul-in-value",
+        head(b"GET / HTTP/1.1", b"Host: test", b"X-A: a\x00b"),
+        400,
+        "RFC 9110 5.5: NUL is never allowed",
+    ),
+    Case(
+        "cr-in-value",
+        head(b"GET / HTTP/1.1", b"Host: test", b"X-A: a\rb"),
+        400,
+        "RFC 9112 2.2: a bare CR must be rejected or replaced",
+    ),
+    Case(
+        "space-before-colon",
+        head(b"GET / HTTP/1.1", b"Host: test", b"X-A : b"),
+        400,
+        "RFC 9112 5.1: no whitespace between field name and colon; MUST reject",
+    ),
+    Case(
+        "tab-before-colon",
+        head(b"GET / HTTP/1.1", b"Host: test", b"X-A\t: b"),
+        400,
+        "RFC 9112 5.1: no whitespace between field name and colon; MUST reject",
+    ),
+    Case(
+        "no-colon",
+        head(b"GET / HTTP/1.1", b"Host: test", b"no colon here"),
+        400,
+        "RFC 9112 5: field-line = field-name ':' OWS field-value OWS",
+    ),
+    Case(
+        "empty-name",
+        head(b"GET / HTTP/1.1", b"Host: test", b": value"),
+        400,
+        "RFC 9110 5.1: a field name is a token, at least one character",
+    ),
+    # -- Host -------------------------------------------------------------------------
+    Case(
+        "host-missing",
+        head(b"GET / HTTP/1.1", b"X-A: b"),
+        400,
+        "RFC 9112 3.2: a server MUST answer 400 to an HTTP/1.1 request without Host",
+    ),
+    Case(
+        "host-duplicate",
+        head(b"GET / HTTP/1.1", b"Host: test", b"Host: other"),
+        400,
+        "RFC 9112 3.2: ... or with more than one Host field line",
+    ),
+    # -- the request line ---------------------------------------------------------------
+    Case(
+        "asterisk-get",
+        head(b"GET * HTTP/1.1", b"Host: test"),
+        400,
+        "RFC 9112 3.2.4: asterisk-form only for OPTIONS",
+    ),
+    Case(
+        "connect",
+        head(b"CONNECT test:443 HTTP/1.1", b"Host: test:443"),
+        400,
+        "RFC 9110 9.3.6: CONNECT is for proxies; not served",
+    ),
+    Case(
+        "authority-form-get",
+        head(b"GET test:80 HTTP/1.1", b"Host: test"),
+        400,
+        "RFC 9112 3.2.3: authority-form only for CONNECT",
+    ),
+    Case(
+        "ctl-in-target",
+        head(b"GET /a\x01b HTTP/1.1", b"Host: test"),
+        400,
+        "RFC 9112 3.2 / RFC 3986: no control characters in the target",
+    ),
+    Case(
+        "space-in-target",
+        head(b"GET /a b HTTP/1.1", b"Host: test"),
+        400,
+        "RFC 9112 3: request-line = method SP request-target SP HTTP-version",
+    ),
+    Case(
+        "http-2.0",
+        head(b"GET / HTTP/2.0", b"Host: test"),
+        505,
+        "RFC 9110 15.6.6: major version not supported",
+    ),
+    Case(
+        "http-1.2",
+        head(b"GET / HTTP/1.2", b"Host: test"),
+        505,
+        "RFC 9110 15.6.6: only 1.0 and 1.1 are served (RFC 9112 2.5)",
+    ),
+    Case(
+        "http-3.0",
+        head(b"GET / HTTP/3.0", b"Host: test"),
+        505,
+        "RFC 9110 15.6.6",
+    ),
+    Case(
+        "http-lowercase",
+        head(b"GET / http/1.1", b"Host: test"),
+        400,
+        "RFC 9112 2.3: HTTP-name is case-sensitive",
+    ),
+    Case(
+        "http-0.9",
+        b"GET /\r\n\r\n",
+        400,
+        "RFC 9112 2.3: no HTTP/0.9 simple requests",
+    ),
+    # -- chunked bodies (RFC 9112 7.1: chunk-size = 1*HEXDIG, then optional extensions)
+    Case(
+        "chunk-size-space",
+        head(b"POST / HTTP/1.1", b"Host: test", b"Transfer-Encoding: chunked")
+        + b"3 \r\nabc\r\n0\r\n\r\n",
+        400,
+        "RFC 9112 7.1: no whitespace after chunk-size (only before ';' as BWS)",
+    ),
+    Case(
+        "chunk-size-leading-space",
+        head(b"POST / HTTP/1.1", b"Host: test", b"Transfer-Encoding: chunked")
+        + b" 3\r\nabc\r\n0\r\n\r\n",
+        400,
+        "RFC 9112 7.1: chunk-size starts with a hex digit",
+    ),
+    Case(
+        "chunk-size-sign",
+        head(b"POST / HTTP/1.1", b"Host: test", b"Transfer-Encoding: chunked")
+        + b"+3\r\nabc\r\n0\r\n\r\n",
+        400,
+        "RFC 9112 7.1: chunk-size = 1*HEXDIG, no sign",
+    ),
+    Case(
+        "chunk-size-0x",
+        head(b"POST / HTTP/1.1", b"Host: test", b"Transfer-Encoding: chunked")
+        + b"0x3\r\nabc\r\n0\r\n\r\n",
+        400,
+        "RFC 9112 7.1: chunk-size = 1*HEXDIG, no 0x prefix",
+    ),
+    Case(
+        "chunk-size-overlong",
+        head(b"POST / HTTP/1.1", b"Host: test", b"Transfer-Encoding: chunked")
+        + b"1"
+        + b"0" * 16
+        + b"\r\nabc\r\n",
+        400,
+        "RFC 9112 7.1: a recipient must guard against integer overflow",
+    ),
+    Case(
+        "chunk-bare-lf",
+        head(b"POST / HTTP/1.1", b"Host: test", b"Transfer-Encoding: chunked")
+        + b"3\nabc\r\n0\r\n\r\n",
+        400,
+        "RFC 9112 7.1: chunk lines end in CRLF",
+    ),
+    Case(
+        "chunk-data-overrun",
+        head(b"POST / HTTP/1.1", b"Host: test", b"Transfer-Encoding: chunked")
+        + b"3\r\nabcd\r\n0\r\n\r\n",
+        400,
+        "RFC 9112 7.1: chunk-data is followed by CRLF",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", REJECTED, ids=[case.id for case in REJECTED])
+async def test_malformed_request_is_rejected_and_nothing_behind_it_answered(
+    transport: str, case: Case
+) -> None:
+    async with serving(corpus_app(), transport) as served, served.connect() as client:
+        await client.send(case.request + SMUGGLED)
+        response = await client.read_response("POST")
+        assert response.status == case.status, case.rule
+        assert response.header("connection") == "close", case.rule
+        # The connection ends: the pipelined request is never answered.
+        assert await client.read_to_eof() == b"", case.rule
+
+
+ACCEPTED = [
+    Case("plain", head(b"GET / HTTP/1.1", b"Host: test"), 200, "RFC 9112 3.2.1"),
+    Case(
+        "options-asterisk",
+        head(b"OPTIONS * HTTP/1.1", b"Host: test"),
+        404,  # routed like any path: no route for "*"
+        "RFC 9112 3.2.4: asterisk-form is fine for OPTIONS",
+    ),
+    Case(
+        "absolute-form",
+        head(b"GET http://test/ HTTP/1.1", b"Host: test"),
+        200,
+        "RFC 9112 3.2.2: a server MUST accept absolute-form",
+    ),
+    Case("http-1.0-no-host", head(b"GET / HTTP/1.0"), 200, "RFC 9112 3.2: Host is 1.1's"),
+    Case(
+        "empty-host",
+        head(b"GET / HTTP/1.1", b"Host:"),
+        200,
+        "RFC 9112 3.2: an empty Host is allowed when there is no authority",
+    ),
+    Case(
+        "tab-and-obs-text-in-value",
+        head(b"GET / HTTP/1.1", b"Host: test", b"X-A: a\tb \xe9"),
+        200,
+        "RFC 9110 5.5: HTAB, SP and obs-text are allowed inside a value",
+    ),
+    Case(
+        "cl-with-whitespace",
+        head(b"POST / HTTP/1.1", b"Host: test", b"Content-Length:   3  ") + b"abc",
+        200,
+        "RFC 9112 5.1: OWS around the value is not part of it",
+    ),
+    Case(
+        "chunk-extension",
+        head(b"POST / HTTP/1.1", b"Host: test", b"Transfer-Encoding: chunked")
+        + b'3;name="value"\r\nabc\r\n0\r\n\r\n',
+        200,
+        "RFC 9112 7.1.1: chunk extensions are ignored",
+    ),
+    Case(
+        "te-chunked-mixed-case",
+        head(b"POST / HTTP/1.1", b"Host: test", b"Transfer-Encoding: Chunked")
+        + b"3\r\nabc\r\n0\r\n\r\n",
+        200,
+        "RFC 9112 7: transfer coding names are case-insensitive",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", ACCEPTED, ids=[case.id for case in ACCEPTED])
+async def test_well_formed_request_is_served_and_connection_kept(
+    transport: str, case: Case
+) -> None:
+    async with serving(corpus_app(), transport) as served, served.connect() as client:
+        await client.send(case.request)
+        response = await client.read_response()
+        assert response.status == case.status, case.rule
+        if b"HTTP/1.0" not in case.request.split(b"\r\n", 1)[0]:
+            # Kept open: the next request on it is answered too.
+            await client.send(SMUGGLED)
+            following = await client.read_response()
+            assert (following.status, following.body) == (200, b"smuggled")
+
+
+async def test_trailer_fields_are_never_merged_into_headers(transport: str) -> None:
+    # RFC 9110 6.5.1: trailers may not be merged into the header section unless the
+    # field's definition allows it; trioweb reads and drops them.
+    request = (
+        head(b"POST /headers HTTP/1.1", b"Host: test", b"Transfer-Encoding: chunked")
+        + b"3\r\nabc\r\n0\r\nX-Trailer: yes\r\nContent-Length: 99\r\n\r\n"
+    )
+    async with serving(corpus_app(), transport) as served, served.connect() as client:
+        await client.send(request)
+        response = await client.read_response("POST")
+        assert response.status == 200
+        assert response.body == (b'{"body":"abc","headers":["host","transfer-encoding"]}')
+
+
+async def test_request_line_over_the_header_limit_gets_414(transport: str) -> None:
+    app = corpus_app()
+    app.config.REQUEST_MAX_HEADER_SIZE = 1024
+    long_target = b"/" + b"a" * 2000
+    async with serving(app, transport) as served, served.connect() as client:
+        await client.send(b"GET " + long_target + b" HTTP/1.1\r\nHost: test\r\n\r\n")
+        response = await client.read_response()
+        assert response.status == 414
+        assert await client.read_to_eof() == b""
+
+
+async def test_request_line_over_the_limit_arriving_slowly_gets_414(transport: str) -> None:
+    # h11 gives up on the incomplete line; it is still a 414, not a 431.
+    app = corpus_app()
+    app.config.REQUEST_MAX_HEADER_SIZE = 1024
+    async with serving(app, transport) as served, served.connect() as client:
+        await client.send(b"GET /" + b"a" * 600)
+        await trio.sleep(0.01)
+        await client.send(b"a" * 600)
+        response = await client.read_response()
+        assert response.status == 414
+
+
+async def test_headers_over_the_limit_with_a_short_line_get_431(transport: str) -> None:
+    app = corpus_app()
+    app.config.REQUEST_MAX_HEADER_SIZE = 1024
+    many = b"".join(b"X-%d: %s\r\n" % (i, b"v" * 40) for i in range(40))
+    async with serving(app, transport) as served, served.connect() as client:
+        with trio.fail_after(DEADLINE):
+            await client.send(b"GET / HTTP/1.1\r\nHost: test\r\n" + many + b"\r\n")
+        response = await client.read_response()
+        assert response.status == 431
