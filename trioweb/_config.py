@@ -26,6 +26,7 @@ class Config:
     KEEP_ALIVE: bool = True
     KEEP_ALIVE_TIMEOUT: float = 5.0
     GRACEFUL_SHUTDOWN_TIMEOUT: float = 15.0
+    MAX_CONNECTIONS: int = 1000
 
     def __init__(self, **settings: Any) -> None:
         for key, value in settings.items():

@@ -500,6 +500,16 @@ class Connection:
             return _CHUNKED, 0
         return _CLOSE, 0
 
+    def response_deadline(self) -> float:
+        """The RESPONSE_TIMEOUT deadline of the request being handled (``request.deadline``)."""
+        return self._scope.deadline if self.phase is Phase.HANDLER else math.inf
+
+    def move_response_deadline(self, deadline: float) -> None:
+        """Move the RESPONSE_TIMEOUT deadline (``request.deadline = ...``)."""
+        if self.phase is not Phase.HANDLER:
+            raise RuntimeError("the response has started: RESPONSE_TIMEOUT no longer applies")
+        self._scope.deadline = deadline
+
     async def send_data(self, response: ResponseStream, data: bytes) -> None:
         """Send a piece of a streamed response body."""
         request = self._current(response)

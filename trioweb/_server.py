@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._connection import Connection
+from ._connection import Connection, _http_date
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -221,6 +221,9 @@ async def _serve_connection(
     except OSError:  # the client reset the connection before we got to it
         await trio.aclose_forcefully(stream)
         return
+    if len(server._connections) >= app.config.MAX_CONNECTIONS:
+        await _refuse(stream, client)
+        return
     connection = Connection(app, server, stream, client, scheme)
     server._connections.add(connection)
     if server.closing:  # accepted just before the listeners closed
@@ -236,6 +239,40 @@ async def _serve_connection(
         server._connections.discard(connection)
         if server.closing and not server._connections:
             server._all_closed.set()
+
+
+_BUSY_BODY = b"503 Service Unavailable: too many connections, try again"
+_BUSY_HEAD = (
+    b"HTTP/1.1 503 Service Unavailable\r\n"
+    b"content-type: text/plain; charset=utf-8\r\n"
+    b"content-length: %d\r\n"
+    b"retry-after: 1\r\n"
+    b"connection: close\r\n"
+) % len(_BUSY_BODY)
+# How long a refused connection may take to read its 503 before it is closed.
+_REFUSE_TIMEOUT = 1.0
+
+
+async def _refuse(stream: trio.abc.Stream, client: tuple[str, int]) -> None:
+    """Answer a connection over MAX_CONNECTIONS with a 503 and close it.
+
+    The 503 goes out without reading the request (its head may not even have arrived),
+    then the write side is shut and what the client sends is read and dropped until it
+    closes, for at most a second: closing with its request unread would make the kernel
+    reset the connection, and the reset could destroy the 503 before the client read it.
+    """
+    log.debug("refusing %s:%s: MAX_CONNECTIONS reached", *client)
+    with trio.move_on_after(_REFUSE_TIMEOUT):
+        try:
+            date = b"date: " + _http_date() + b"\r\n\r\n"
+            await stream.send_all(_BUSY_HEAD + date + _BUSY_BODY)
+            if isinstance(stream, trio.abc.HalfCloseableStream):
+                await stream.send_eof()
+            while await stream.receive_some(65536):
+                pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+    await trio.aclose_forcefully(stream)
 
 
 async def _watch_signals(

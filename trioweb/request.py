@@ -246,6 +246,22 @@ class Request:
         self.body = b"".join(parts)
         return self.body
 
+    @property
+    def deadline(self) -> float:
+        """When RESPONSE_TIMEOUT ends this request, in ``trio.current_time()`` terms.
+
+        ``math.inf`` when no deadline applies (``response_timeout=None``, or the
+        response head has been sent). Assign to move it: later to give a slow handler
+        more time, earlier to fail sooner, ``math.inf`` to lift it. When it passes
+        before the response starts, the client gets a 503. Once the head is sent,
+        assigning raises ``RuntimeError``.
+        """
+        return self._sink.response_deadline()
+
+    @deadline.setter
+    def deadline(self, deadline: float) -> None:
+        self._sink.move_response_deadline(deadline)
+
     def respond(
         self,
         status: int = 200,
