@@ -1,7 +1,7 @@
 """Development tasks: ``nox`` runs tests, lint and typecheck; ``nox -s bench`` the benchmark.
 
 Sessions run on the Python that runs nox, and reuse their virtualenvs (``nox -R`` also
-skips reinstalling). Arguments after ``--`` go to pytest, bench/run.py or bench/stream.py.
+skips reinstalling). Arguments after ``--`` go to pytest or to the benchmark script.
 """
 
 from __future__ import annotations
@@ -48,3 +48,10 @@ def bench_stream(session: nox.Session) -> None:
     """Streaming benchmark against Sanic, 1 GiB bodies (see bench/README.md)."""
     session.install(".", "sanic")  # sanic only here: never a dependency of trioweb
     session.run("python", "bench/stream.py", *session.posargs)
+
+
+@nox.session
+def bench_files(session: nox.Session) -> None:
+    """File-download benchmark against Sanic and nginx (nginx from apt: see bench/README.md)."""
+    session.install(".", "sanic")  # sanic only here: never a dependency of trioweb
+    session.run("python", "bench/files.py", *session.posargs)

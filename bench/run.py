@@ -20,22 +20,21 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from _common import (
+    REPO,
     BenchError,
     Pinning,
     choose_pinning,
     cpu_seconds,
     free_port,
-    stop,
+    running,
     wait_for_port,
 )
 
-REPO = Path(__file__).resolve().parent.parent
 HELLO = REPO / "examples" / "hello.py"
 DEFAULT_BASELINE = REPO.parent / "shared" / "bench" / "trio_h11_baseline.py"
 RESULTS = REPO / "bench" / "results" / "hello.json"
@@ -118,30 +117,17 @@ def measure(name: str, script: Path, pinning: Pinning, args: argparse.Namespace)
         f"-d{args.duration}",
         f"http://127.0.0.1:{port}/",
     ]
-    with tempfile.TemporaryFile() as log:
-        server = subprocess.Popen(
-            command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-        )
-        try:
-            wait_until_serving(server, port, name)
-            cpu_before = cpu_seconds(server.pid)
-            done = subprocess.run(wrk, capture_output=True, text=True)
-            cpu_used = cpu_seconds(server.pid) - cpu_before
-            if done.returncode != 0:
-                raise BenchError(f"wrk failed ({done.returncode}): {done.stderr.strip()}")
-            if server.poll() is not None:
-                raise BenchError(f"{name} died during the run (status {server.returncode})")
-            result = parse_wrk(done.stdout)
-            if result.requests:
-                result.cpu_us_per_request = cpu_used / result.requests * 1e6
-        except BenchError:
-            stop(server)
-            log.seek(0)
-            output = log.read().decode(errors="replace")
-            print(f"--- output of {name} ---\n{output}--- end ---", file=sys.stderr)
-            raise
-        finally:
-            stop(server)
+    with running(name, command, lambda server: wait_until_serving(server, port, name)) as server:
+        cpu_before = cpu_seconds(server.pid)
+        done = subprocess.run(wrk, capture_output=True, text=True)
+        cpu_used = cpu_seconds(server.pid) - cpu_before
+        if done.returncode != 0:
+            raise BenchError(f"wrk failed ({done.returncode}): {done.stderr.strip()}")
+        if server.poll() is not None:
+            raise BenchError(f"{name} died during the run (status {server.returncode})")
+        result = parse_wrk(done.stdout)
+        if result.requests:
+            result.cpu_us_per_request = cpu_used / result.requests * 1e6
     if result.non_2xx_3xx or result.socket_errors:
         print(
             f"warning: {name}: {result.non_2xx_3xx} non-2xx/3xx responses, "

@@ -19,16 +19,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.metadata
 import importlib.util
 import json
-import os
-import re
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,78 +32,36 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from _common import (
+    BENCH,
+    RECEIVE_BUFFER,
     BenchError,
+    GiB,
+    KiB,
+    MiB,
     Pinning,
+    Transfer,
+    byte_size,
+    can_reset_peak,
     choose_pinning,
-    cpu_seconds,
+    connect,
+    expect,
     free_port,
-    stop,
+    mib,
+    pin_client,
+    read_response,
+    running,
+    show_size,
+    transfer,
+    versions,
     wait_for_port,
 )
 
-REPO = Path(__file__).resolve().parent.parent
-BENCH = REPO / "bench"
 SERVERS = {"sanic": BENCH / "stream_sanic.py", "trioweb": BENCH / "stream_trioweb.py"}
 RESULTS = BENCH / "results" / "stream.json"
 SCENARIOS = ("upload", "echo", "download")
-KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 GOAL_RATIO = 1.0
 RSS_BUDGET = 16 * MiB
 STARTUP_TIMEOUT = 30.0
-#: The longest the client waits for the server to take or send a byte.
-IO_TIMEOUT = 60.0
-RECEIVE_BUFFER = 1 * MiB
-#: Above this share of the wall-clock time spent on the CPU, the client may be what limits.
-CLIENT_BUSY = 0.9
-HEAD_LIMIT = 64 * KiB
-
-
-@dataclass
-class Transfer:
-    """One scenario at one body size, against one server."""
-
-    scenario: str
-    size: int
-    seconds: float
-    #: Body bytes over the client's wall-clock time, in MiB (2**20 bytes) per second.
-    mib_per_sec: float
-    #: The server's CPU time (user + system) during the transfer, and the client's: a
-    #: client near one CPU-second per second would be the bottleneck.
-    server_cpu_seconds: float
-    client_cpu_seconds: float
-    #: The server's resident set size before the transfer, and its peak during it (bytes).
-    rss_before: int
-    peak_rss: int
-
-
-def pin_client(pinning: Pinning) -> None:
-    """The client is this process (its threads included): pin it here, without taskset."""
-    if pinning.load_cpu is not None:
-        os.sched_setaffinity(0, {pinning.load_cpu})
-
-
-# -- sizes ------------------------------------------------------------------------------
-
-_UNITS = {"": 1, "b": 1, "kib": KiB, "mib": MiB, "gib": GiB}
-
-
-def byte_size(value: str) -> int:
-    """``1GiB``, ``256KiB``, ``4MiB`` or a plain number of bytes."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", value)
-    unit = _UNITS.get(match.group(2).lower()) if match else None
-    if match is None or unit is None:
-        raise argparse.ArgumentTypeError("a size such as 1GiB, 256KiB, 4MiB or 1000000")
-    size = int(float(match.group(1)) * unit)
-    if size < 1:
-        raise argparse.ArgumentTypeError("a size of at least one byte")
-    return size
-
-
-def show_size(size: int) -> str:
-    for unit, name in ((GiB, "GiB"), (MiB, "MiB"), (KiB, "KiB")):
-        if size >= unit:
-            return f"{size / unit:g} {name}"
-    return f"{size} B"
 
 
 # -- the client -------------------------------------------------------------------------
@@ -132,159 +86,6 @@ class ChunkedUpload:
         for _ in range(self.count):
             sock.sendall(frame)
         sock.sendall(self.last)
-
-
-@dataclass
-class Response:
-    status: int
-    headers: dict[str, str]
-    #: Body bytes received (chunked framing not counted).
-    size: int
-    #: The first bytes of the body, as many as asked for.
-    start: bytes
-
-
-class Body:
-    """Counts the bytes of a response body as they arrive; subclasses know its framing."""
-
-    def __init__(self, keep: int) -> None:
-        self.size = 0
-        self.done = False
-        self._keep = keep
-        self.start = bytearray()
-
-    def _count(self, buf: bytearray, start: int, end: int) -> None:
-        self.size += end - start
-        if len(self.start) < self._keep:
-            self.start += buf[start : min(end, start + self._keep - len(self.start))]
-
-    def feed(self, buf: bytearray, start: int, end: int) -> None:
-        raise NotImplementedError
-
-    def closed(self) -> None:
-        """The server closed the connection: only a close-delimited body may end so."""
-        raise BenchError(f"connection closed after {self.size} body bytes, before the end")
-
-
-class LengthBody(Body):
-    def __init__(self, keep: int, length: int) -> None:
-        super().__init__(keep)
-        self._left = length
-        self.done = length == 0
-
-    def feed(self, buf: bytearray, start: int, end: int) -> None:
-        if end - start > self._left:
-            raise BenchError("more bytes than Content-Length said")
-        self._count(buf, start, end)
-        self._left -= end - start
-        self.done = self._left == 0
-
-
-class CloseDelimitedBody(Body):
-    def feed(self, buf: bytearray, start: int, end: int) -> None:
-        self._count(buf, start, end)
-
-    def closed(self) -> None:
-        self.done = True
-
-
-class ChunkedBody(Body):
-    """Parses chunked framing: size lines, data, the CRLF after it, the trailer."""
-
-    def __init__(self, keep: int) -> None:
-        super().__init__(keep)
-        self._left = 0  # data bytes left in the current chunk
-        self._line = bytearray()
-        self._expect = "size"  # the next line: "size", "data end" (empty) or "trailer"
-
-    def feed(self, buf: bytearray, start: int, end: int) -> None:
-        pos = start
-        while pos < end:
-            if self.done:
-                raise BenchError("bytes after the end of a chunked body")
-            if self._left:
-                take = min(self._left, end - pos)
-                self._count(buf, pos, pos + take)
-                self._left -= take
-                pos += take
-                continue
-            newline = buf.find(b"\n", pos, end)
-            stop = end if newline == -1 else newline + 1
-            self._line += buf[pos:stop]
-            pos = stop
-            if len(self._line) > 1024:
-                raise BenchError("a chunked-framing line longer than 1 KiB")
-            if newline != -1:
-                self._parse_line()
-
-    def _parse_line(self) -> None:
-        if not self._line.endswith(b"\r\n"):
-            raise BenchError(f"chunked-framing line without CRLF: {bytes(self._line)!r}")
-        line = bytes(self._line[:-2])
-        self._line.clear()
-        if self._expect == "size":
-            try:
-                size = int(line.split(b";", 1)[0], 16)
-            except ValueError:
-                raise BenchError(f"bad chunk size line: {line!r}") from None
-            self._left = size
-            self._expect = "data end" if size else "trailer"
-        elif self._expect == "data end":
-            if line:
-                raise BenchError(f"chunk data longer than its size line said: {line[:40]!r}")
-            self._expect = "size"
-        elif not line:  # the empty line that ends the trailer, and the body
-            self.done = True
-
-
-def read_response(sock: socket.socket, buf: bytearray, keep: int = 0) -> Response:
-    """Read one response, counting its body bytes; keep the first ``keep`` of them."""
-    view = memoryview(buf)
-    filled = 0
-    while (end := buf.find(b"\r\n\r\n", 0, filled)) == -1:
-        if filled >= HEAD_LIMIT:
-            raise BenchError("response head larger than 64 KiB")
-        received = sock.recv_into(view[filled:])
-        if not received:
-            raise BenchError("connection closed before a response head")
-        filled += received
-    lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-        raise BenchError(f"bad status line: {lines[0]!r}")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    body: Body
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        body = ChunkedBody(keep)
-    elif "content-length" in headers:
-        body = LengthBody(keep, int(headers["content-length"]))
-    else:
-        body = CloseDelimitedBody(keep)
-    if filled > end + 4:
-        body.feed(buf, end + 4, filled)
-    while not body.done:
-        received = sock.recv_into(view)
-        if received:
-            body.feed(buf, 0, received)
-        else:
-            body.closed()
-    return Response(int(parts[1]), headers, body.size, bytes(body.start))
-
-
-def connect(port: int) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
-
-
-def expect(response: Response, what: str, size: int) -> None:
-    if response.status != 200:
-        raise BenchError(f"{what}: status {response.status} {response.start[:80]!r}")
-    if response.size != size:
-        raise BenchError(f"{what}: {response.size} body bytes, expected {size}")
 
 
 class Client:
@@ -380,56 +181,19 @@ class Client:
 # -- the server -------------------------------------------------------------------------
 
 
-def memory(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM (the peak RSS) of a process, in bytes."""
-    values: dict[str, int] = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            values[name] = int(value.split()[0]) * KiB
-    return values
-
-
-def reset_peak(pid: int) -> None:
-    """Set VmHWM back to the current RSS (``5`` to clear_refs; Linux 4.0 and later)."""
-    Path(f"/proc/{pid}/clear_refs").write_text("5")
-
-
-def can_reset_peak() -> bool:
-    try:
-        reset_peak(os.getpid())
-    except OSError:
-        return False
-    return True
-
-
 @contextlib.contextmanager
-def running(
+def serving(
     name: str, pinning: Pinning, chunk: int
 ) -> Iterator[tuple[subprocess.Popen[bytes], Client]]:
     """Start a server on a free port, check it serves, stop it (SIGINT, then SIGKILL).
 
     Its output is shown only if something went wrong.
     """
-    port = free_port()
-    command = [*pinning.prefix(pinning.server_cpu), sys.executable, str(SERVERS[name]), str(port)]
-    with tempfile.TemporaryFile() as log:
-        # taskset execs the server: the pid is the server's own, for /proc.
-        server = subprocess.Popen(
-            command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-        )
-        try:
-            client = Client(port, chunk)
-            wait_until_serving(server, client, name)
-            yield server, client
-        except BenchError:
-            stop(server)
-            log.seek(0)
-            output = log.read().decode(errors="replace")
-            print(f"--- output of {name} ---\n{output}--- end ---", file=sys.stderr)
-            raise
-        finally:
-            stop(server)
+    client = Client(free_port(), chunk)
+    command = [*pinning.prefix(pinning.server_cpu), sys.executable, str(SERVERS[name])]
+    command.append(str(client.port))
+    with running(name, command, lambda server: wait_until_serving(server, client, name)) as server:
+        yield server, client
 
 
 def wait_until_serving(server: subprocess.Popen[bytes], client: Client, name: str) -> None:
@@ -437,36 +201,11 @@ def wait_until_serving(server: subprocess.Popen[bytes], client: Client, name: st
     client.run("download", 100)  # it answers 200 with the right byte count
 
 
-def transfer(
+def one_transfer(
     server: subprocess.Popen[bytes], client: Client, scenario: str, size: int, peak: bool
 ) -> Transfer:
     """One scenario at one size; ``peak``: reset the server's peak RSS before it."""
-    pid = server.pid
-    if server.poll() is not None:
-        raise BenchError(f"the server died before {scenario} (status {server.returncode})")
-    rss_before = memory(pid)["VmRSS"]
-    if peak:
-        reset_peak(pid)
-    cpu_before, client_before = cpu_seconds(pid), time.process_time()
-    seconds = client.run(scenario, size)
-    cpu_used, client_used = cpu_seconds(pid) - cpu_before, time.process_time() - client_before
-    if server.poll() is not None:
-        raise BenchError(f"the server died during {scenario} (status {server.returncode})")
-    if size > RECEIVE_BUFFER and client_used > CLIENT_BUSY * seconds:
-        print(
-            f"warning: {scenario}: the client was on the CPU {client_used / seconds:.0%} of the "
-            "time: it may be what limits the throughput"
-        )
-    return Transfer(
-        scenario=scenario,
-        size=size,
-        seconds=seconds,
-        mib_per_sec=size / MiB / seconds,
-        server_cpu_seconds=cpu_used,
-        client_cpu_seconds=client_used,
-        rss_before=rss_before,
-        peak_rss=memory(pid)["VmHWM"],
-    )
+    return transfer(server, scenario, size, lambda: client.run(scenario, size), peak)
 
 
 def measure(name: str, pinning: Pinning, args: argparse.Namespace, fresh: bool) -> list[Transfer]:
@@ -478,11 +217,11 @@ def measure(name: str, pinning: Pinning, args: argparse.Namespace, fresh: bool) 
     if fresh:
         results = []
         for scenario, size in plan:
-            with running(name, pinning, args.chunk) as (server, client):
-                results.append(transfer(server, client, scenario, size, peak=False))
+            with serving(name, pinning, args.chunk) as (server, client):
+                results.append(one_transfer(server, client, scenario, size, peak=False))
         return results
-    with running(name, pinning, args.chunk) as (server, client):
-        return [transfer(server, client, scenario, size, peak=True) for scenario, size in plan]
+    with serving(name, pinning, args.chunk) as (server, client):
+        return [one_transfer(server, client, scenario, size, peak=True) for scenario, size in plan]
 
 
 # -- the report -------------------------------------------------------------------------
@@ -533,10 +272,6 @@ def summarize(
             },
         )
     return summaries
-
-
-def mib(size: int) -> str:
-    return f"{round(size / MiB, 1) + 0.0:.1f}"  # + 0.0: no "-0.0" for a tiny negative
 
 
 def print_report(
@@ -598,14 +333,6 @@ def print_report(
         goals = f"ratio >= {GOAL_RATIO} in every scenario, " if "sanic" in runs else ""
         print(f"PASS: {goals}trioweb RSS growth < {mib(RSS_BUDGET)} MiB in every scenario")
     return failed
-
-
-def versions(names: list[str]) -> dict[str, str]:
-    found = {}
-    for package in ["trioweb", "trio", "h11", *(["sanic", "uvloop"] if "sanic" in names else [])]:
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            found[package] = importlib.metadata.version(package)
-    return found
 
 
 def parse_args() -> argparse.Namespace:
@@ -677,7 +404,9 @@ def main() -> int:
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seconds": round(time.monotonic() - started, 1),
         "python": sys.version.split()[0],
-        "versions": versions(args.servers),
+        "versions": versions(
+            ["trioweb", "trio", "h11", *(["sanic", "uvloop"] if "sanic" in args.servers else [])]
+        ),
         "settings": {
             "size": args.size,
             "small": args.small,
