@@ -186,12 +186,17 @@ class App(RouteRegistrar):
                 response = replacement
         return response
 
-    async def _error_response(self, request: Request, exc: Exception) -> HTTPResponse:
-        """The response for an exception a handler (or middleware, or routing) raised."""
+    async def _error_response(
+        self, request: Request, exc: Exception, *, logged: bool = False
+    ) -> HTTPResponse:
+        """The response for an exception a handler (or middleware, or routing) raised.
+
+        ``logged``: the caller has logged the reason already (a timeout).
+        """
         chosen = _representative(exc)
         if not isinstance(chosen, HTTPError):
             log.error("error while handling %s", request, exc_info=exc)
-        elif chosen.status_code >= 500:
+        elif chosen.status_code >= 500 and not logged:
             log.warning("%s: %s %s", request, chosen.status_code, chosen)
         handler = self._find_error_handler(chosen)
         if handler is not None:

@@ -227,8 +227,10 @@ class Connection:
             log.info("request head from %s:%s timed out", *self._client)
             await self._send_error(408, "the request head took too long to arrive")
         elif (phase is Phase.BODY or phase is Phase.HANDLER) and request is not None:
-            if phase is Phase.BODY:  # a 503 is logged where every 5xx is, in the app
+            if phase is Phase.BODY:
                 log.info("%s: the request body timed out", request)
+            else:
+                log.info("%s: no response within RESPONSE_TIMEOUT", request)
             error: HTTPError = (
                 RequestTimeout("the request body took too long to arrive")
                 if phase is Phase.BODY
@@ -238,7 +240,7 @@ class Connection:
             # scope: the old one has fired.
             self._scope = trio.CancelScope(deadline=_deadline(self._config.WRITE_TIMEOUT))
             with self._scope:
-                response = await self._app._error_response(request, error)
+                response = await self._app._error_response(request, error, logged=True)
                 await self._send_whole(request, response)
         elif phase is Phase.WRITING:
             log.info("client %s:%s did not read for WRITE_TIMEOUT", *self._client)
