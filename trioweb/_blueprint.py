@@ -35,8 +35,10 @@ class Blueprint(RouteRegistrar):
     def register(self, app: App) -> None:
         """Add this blueprint's routes to ``app`` (what ``app.blueprint(bp)`` calls)."""
         for route in self._routes:
-            # "/" under prefix "/api" is "/api", as in Sanic; but a static directory's
-            # root keeps its slash ("/api/"), where its index is served.
-            keep = route.uri != "/" or isinstance(route.handler, StaticFiles)
-            uri = (self.url_prefix + (route.uri if keep else "")) or "/"
+            # "/" under prefix "/api" is "/api", as in Sanic.
+            uri = (self.url_prefix + ("" if route.uri == "/" else route.uri)) or "/"
             app._add(replace(route, uri=uri, name=f"{self.name}.{route.name}"))
+            if route.uri == "/" and uri != "/" and isinstance(route.handler, StaticFiles):
+                # A static directory at the blueprint's root: "/api" redirects to
+                # "/api/", where the index is served.
+                app._add(replace(route, uri=uri + "/", name=f"{self.name}.{route.name}"))

@@ -40,7 +40,7 @@ from ._chunked import ChunkError, ChunkScanner
 from ._files import FileReader
 from ._routing import DEFAULT, Limit, Route
 from ._strict import check_head, head_end
-from .errors import HTTPError, PayloadTooLarge, RequestTimeout, ServiceUnavailable
+from .errors import HTTPError, NotFound, PayloadTooLarge, RequestTimeout, ServiceUnavailable
 from .request import Request, RequestStream
 from .response import FileResponse, HTTPResponse, ResponseStream, StreamingHTTPResponse
 
@@ -175,6 +175,7 @@ class Connection:
         self._framing = _NO_BODY
         self._body_left = 0
         self._body_sent = 0
+        self._file_least = 0
         self._unyielded = 0
         self._must_close = False
         self._gone = False
@@ -553,25 +554,41 @@ class Connection:
 
     async def _send_file(self, request: Request, response: FileResponse) -> None:
         """Send a streamed file: with ``sendfile`` where it can be, else read and send."""
-        stream = request.respond(response.status, response.headers)
-        await stream.send(b"")  # the head, after the response middleware
-        framing = self._framing
-        if framing != _NO_BODY:
-            # How much to send: what the head promised, or the range, or all there is.
-            count = self._body_left if framing == _LENGTH else response.length
-            offset = response.start
-            # Not abandoned on cancellation, so the fd is always ours to close.
-            file_fd = await trio.to_thread.run_sync(_open_file, response.path)
+        # Opened before the head goes out, so that a file gone since file_stream()
+        # looked at it gets an error response, not a 200 cut short. Not abandoned on
+        # cancellation, so the fd is always ours to close.
+        file_fd = None
+        if request.method != "HEAD":
             try:
+                file_fd = await trio.to_thread.run_sync(_open_file, response.path)
+            except FileNotFoundError:
+                raise NotFound("the file is gone") from None
+        try:
+            stream = request.respond(response.status, response.headers)
+            await stream.send(b"")  # the head, after the response middleware
+            framing = self._framing
+            if framing != _NO_BODY and file_fd is not None:
+                # How much to send: what the head promised, or the range, or all there
+                # is (but at least what the headers' size promised: a file that shrank
+                # cannot be sent as if complete).
+                count = self._body_left if framing == _LENGTH else response.length
+                self._file_least = response.size - response.start if count is None else 0
+                offset = response.start
                 rest: tuple[int, int | None] | None = (offset, count)
                 if framing != _CHUNKED and self._fd is not None and _HAS_SENDFILE:
                     rest = await self._sendfile(request, file_fd, offset, count)
                 if rest is not None:
                     await self._copy_file(request, file_fd, *rest, response.chunk_size)
-            finally:
-                # At once on every way out: the end, an error, a timeout, a disconnect.
+            await stream.eof()
+        finally:
+            # At once on every way out: the end, an error, a timeout, a disconnect.
+            if file_fd is not None:
                 os.close(file_fd)
-        await stream.eof()
+
+    async def _file_ended(self, request: Request, count: int | None) -> None:
+        """The file ended: fine when sending to its end, unless it shrank; else abort."""
+        if count is not None or self._body_sent < self._file_least:
+            await self._framing_error(request, "a file that ended before its length")
 
     async def _sendfile(
         self, request: Request, file_fd: int, offset: int, count: int | None
@@ -601,9 +618,8 @@ class Connection:
                     raise
                 return offset, count  # not for this file (or file system)
             if not sent:
-                if count is None:
-                    return None
-                await self._framing_error(request, "a file that ended before its length")
+                await self._file_ended(request, count)
+                return None
             offset += sent
             self._body_sent += sent
             self._body_left -= sent
@@ -626,9 +642,8 @@ class Connection:
             want = chunk_size if count is None else min(chunk_size, count)
             size = await reader.read_into(view[room : room + want], offset)
             if not size:
-                if count is None:
-                    return
-                await self._framing_error(request, "a file that ended before its length")
+                await self._file_ended(request, count)
+                return
             offset += size
             self._body_sent += size
             if count is not None:
