@@ -157,7 +157,7 @@ class RawClient:
         if self._eof:
             return b""
         try:
-            data = await self.stream.receive_some(65536)
+            data = bytes(await self.stream.receive_some(65536))
         except trio.BrokenResourceError:  # a reset is a close, for these tests
             data = b""
         if not data:
