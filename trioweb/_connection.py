@@ -215,7 +215,9 @@ class Connection:
     def close_if_idle(self) -> None:
         """Close now if no request is in progress; otherwise after the current one."""
         self._must_close = True
-        if self.phase is Phase.IDLE:
+        # IDLE with no head handed over: a head the reader has just passed on (still
+        # IDLE until the connection task runs) is served, with Connection: close.
+        if self.phase is Phase.IDLE and self._reading_head:
             self._scope.cancel()
 
     async def _timed_out(self) -> None:

@@ -176,9 +176,11 @@ async def _serve_connections(
                 task_status.started(server)
             await server._shutdown.wait()
             log.info("Shutting down")
+            # From now on every response carries Connection: close, including those
+            # that finish while the stop listeners run.
+            server.closing = True
             await app._run_listeners("before_server_stop")
             acceptors.cancel_scope.cancel()
-        server.closing = True
         for connection in list(server._connections):
             connection.close_if_idle()
         if server._connections:
