@@ -55,3 +55,17 @@ def bench_files(session: nox.Session) -> None:
     """File-download benchmark against Sanic and nginx (nginx from apt: see bench/README.md)."""
     session.install(".", "sanic")  # sanic only here: never a dependency of trioweb
     session.run("python", "bench/files.py", *session.posargs)
+
+
+@nox.session
+def bench_slow(session: nox.Session) -> None:
+    """wrk's p99 latency alone and under slowhttptest's slow-client attacks (bench/README.md)."""
+    session.install(".")
+    session.run("python", "bench/slow.py", *session.posargs)
+
+
+@nox.session
+def bench_shutdown(session: nox.Session) -> None:
+    """SIGTERM under load: no request the server had started is lost (bench/README.md)."""
+    session.install(".")
+    session.run("python", "bench/shutdown.py", *session.posargs)

@@ -1,10 +1,12 @@
-"""What the benchmarks share: pinning, server processes, /proc readings, a raw HTTP client.
+"""What the benchmarks share: pinning, server processes, wrk, /proc readings, a raw HTTP client.
 
-``run.py`` (hello world against bare Trio + h11), ``stream.py`` (streaming against Sanic)
-and ``files.py`` (file downloads against Sanic and nginx) all start servers as subprocesses
-on free loopback ports, pin them to one CPU and their load generator to another, and read
-the server's CPU time from /proc. ``stream.py`` and ``files.py`` are their own client, over
-blocking sockets, and read the server's peak RSS from /proc as well.
+``run.py`` (hello world against bare Trio + h11), ``stream.py`` (streaming against Sanic),
+``files.py`` (file downloads against Sanic and nginx) and ``slow.py`` (wrk's latency while
+slowhttptest attacks) all start servers as subprocesses on free loopback ports, pin them to
+one CPU and their load generator to another, and read the server's CPU time from /proc.
+``stream.py`` and ``files.py`` are their own client, over blocking sockets, and read the
+server's peak RSS from /proc as well. ``shutdown.py`` is its own client too, so that it
+knows what became of every request when it SIGTERMs its server under load.
 """
 
 from __future__ import annotations
@@ -144,6 +146,76 @@ def versions(packages: list[str]) -> dict[str, str]:
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             found[package] = importlib.metadata.version(package)
     return found
+
+
+# -- Debian tools: wrk, slowhttptest -----------------------------------------------------
+
+
+def ensure_tool(command: str) -> None:
+    """Install ``command`` if missing, with apt-get when we are root on Debian; else exit.
+
+    ``command`` is also the name of its Debian package (wrk, slowhttptest).
+    """
+    if shutil.which(command) is not None:
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get") is not None:
+        print(f"{command} not found: installing it with apt-get (we are root)", flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", command], check=True, env=env)
+        if shutil.which(command) is not None:
+            return
+    sys.exit(f"error: {command} is not installed. Install it with: sudo apt-get install {command}")
+
+
+@dataclass
+class WrkResult:
+    """What one wrk run measured."""
+
+    requests_per_sec: float
+    requests: int
+    non_2xx_3xx: int
+    #: Connect, read and write errors and timeouts, together.
+    socket_errors: int
+    #: Of those, the requests with no response within wrk's ``--timeout`` (2 s unless set).
+    timeouts: int
+    #: Latency percentiles ("50", "75", "90", "99") in ms; only with ``--latency``.
+    latency_ms: dict[str, float]
+    #: The server's CPU time (user + system) per request during the run, in µs. Less
+    #: sensitive than req/s to other load on a shared machine.
+    cpu_us_per_request: float = 0.0
+
+
+_WRK_TIME_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def _count(pattern: str, output: str) -> int:
+    match = re.search(pattern, output)
+    return int(match.group(1)) if match else 0
+
+
+def parse_wrk(output: str) -> WrkResult:
+    """Read wrk's report from its standard output."""
+    match = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
+    if match is None:
+        raise BenchError(f"could not find Requests/sec in wrk's output:\n{output}")
+    errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    latency = {
+        percent: float(value) * _WRK_TIME_UNITS[unit]
+        for percent, value, unit in re.findall(
+            r"^\s+(\d+)%\s+([\d.]+)(us|ms|s|m|h)\s*$", output, re.MULTILINE
+        )
+    }
+    return WrkResult(
+        requests_per_sec=float(match.group(1)),
+        requests=_count(r"(\d+) requests in", output),
+        non_2xx_3xx=_count(r"Non-2xx or 3xx responses: (\d+)", output),
+        socket_errors=sum(int(n) for n in errors.groups()) if errors else 0,
+        timeouts=int(errors.group(4)) if errors else 0,
+        latency_ms=latency,
+    )
 
 
 # -- /proc ------------------------------------------------------------------------------

@@ -14,23 +14,24 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from _common import (
     REPO,
     BenchError,
     Pinning,
+    WrkResult,
     choose_pinning,
     cpu_seconds,
+    ensure_tool,
     free_port,
+    parse_wrk,
     running,
     wait_for_port,
 )
@@ -41,33 +42,6 @@ RESULTS = REPO / "bench" / "results" / "hello.json"
 GOAL_RATIO = 0.6
 EXPECTED_BODY = b"Hello, world!"
 STARTUP_TIMEOUT = 15.0
-
-
-@dataclass
-class WrkResult:
-    """What one wrk run measured."""
-
-    requests_per_sec: float
-    requests: int
-    non_2xx_3xx: int
-    socket_errors: int
-    #: The server's CPU time (user + system) per request during the run, in µs. Less
-    #: sensitive than req/s to other load on a shared machine.
-    cpu_us_per_request: float = 0.0
-
-
-def ensure_wrk() -> None:
-    """Install wrk with apt-get when we are root on Debian; otherwise say how, and exit."""
-    if shutil.which("wrk") is not None:
-        return
-    if os.geteuid() == 0 and shutil.which("apt-get") is not None:
-        print("wrk not found: installing it with apt-get (we are root)", flush=True)
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, env=env)
-        if shutil.which("wrk") is not None:
-            return
-    sys.exit("error: wrk is not installed. Install it with: sudo apt-get install wrk")
 
 
 def wait_until_serving(proc: subprocess.Popen[bytes], port: int, name: str) -> None:
@@ -83,26 +57,6 @@ def wait_until_serving(proc: subprocess.Popen[bytes], port: int, name: str) -> N
         conn.close()
     if response.status != 200 or body != EXPECTED_BODY:
         raise BenchError(f"{name} answered {response.status} {body[:60]!r}")
-
-
-def parse_count(pattern: str, output: str) -> int:
-    match = re.search(pattern, output)
-    return int(match.group(1)) if match else 0
-
-
-def parse_wrk(output: str) -> WrkResult:
-    match = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
-    if match is None:
-        raise BenchError(f"could not find Requests/sec in wrk's output:\n{output}")
-    errors = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
-    )
-    return WrkResult(
-        requests_per_sec=float(match.group(1)),
-        requests=parse_count(r"(\d+) requests in", output),
-        non_2xx_3xx=parse_count(r"Non-2xx or 3xx responses: (\d+)", output),
-        socket_errors=sum(int(n) for n in errors.groups()) if errors else 0,
-    )
 
 
 def measure(name: str, script: Path, pinning: Pinning, args: argparse.Namespace) -> WrkResult:
@@ -167,7 +121,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    ensure_wrk()
+    ensure_tool("wrk")
     pinning = choose_pinning("wrk")
     servers = {"baseline": args.baseline, "trioweb": HELLO}
     runs: dict[str, list[WrkResult]] = {name: [] for name in servers}
