@@ -133,3 +133,36 @@ async def test_deadline_cannot_be_moved_once_the_response_started() -> None:
         response = await client.get("/")
         assert response.text == "head is out"
         assert errors == ["the response has started: RESPONSE_TIMEOUT no longer applies"]
+
+
+# -- memory under slow readers ----------------------------------------------------
+
+
+async def test_a_shared_large_body_is_not_copied_per_slow_reader() -> None:
+    # 20 clients that never read one shared 1 MiB body: the server holds one body,
+    # not a copy per response (head and body are written separately).
+    import tracemalloc
+
+    body = bytes(range(256)) * 4096
+    app = App("slow readers")
+
+    @app.get("/")
+    async def index(request: Request) -> object:
+        from trioweb.response import raw
+
+        return raw(body)
+
+    async with serving(app, "memory") as served, AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(served.connect()) for _ in range(20)]
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for client in clients:
+                await client.send(GET)
+            await trio.sleep(0.05)  # every response is under way, stuck on its reader
+            held = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert held < 4 * len(body), f"{held / 2**20:.1f} MiB held for 20 slow readers"
+        response = await clients[0].read_response()
+        assert response.body == body

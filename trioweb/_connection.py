@@ -62,6 +62,8 @@ _NO_BODY, _LENGTH, _CHUNKED, _CLOSE = range(4)
 _YIELD_EVERY = 1024 * 1024
 
 
+# A whole response's body smaller than this is joined with its head into one write.
+_JOIN_BELOW = 64 * 1024
 # At most this much per sendfile call: a client on a fast link still lets the
 # connection see cancellation, and other tasks run, between calls.
 _SENDFILE_PIECE = 1024 * 1024
@@ -448,14 +450,29 @@ class Connection:
             return
         try:
             data = conn.send(head)
+            large = b""
             if body and request.method != "HEAD":
-                data += conn.send(h11.Data(data=body))
+                if len(body) < _JOIN_BELOW:
+                    data += conn.send(h11.Data(data=body))
+                else:
+                    # Written after the head, not copied into one buffer with it: a
+                    # body shared by many responses stays shared while slow clients
+                    # take it. (Content-Length framing adds nothing around it.)
+                    pieces = conn.send_with_data_passthrough(h11.Data(data=body)) or []
+                    if len(pieces) == 1 and pieces[0] is body:
+                        large = body
+                    else:  # framed by h11 some other way: as usual
+                        data += b"".join(pieces)
             data += conn.send(h11.EndOfMessage())
         except h11.LocalProtocolError as exc:
             self._abort(request, exc)
             return
         self._head_sent = True
-        await self._send(data, last=True)
+        if large:
+            await self._send(data)
+            await self._send(large, last=True)
+        else:
+            await self._send(data, last=True)
 
     def _current(self, response: ResponseStream) -> Request:
         """The request ``response`` answers, if that exchange is still going on."""
