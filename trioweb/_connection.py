@@ -170,7 +170,7 @@ class Connection:
         # Whether the reader is parsing a request head (not yet handed over), and the
         # raw bytes of that head so far (for the checks h11's parsing would hide).
         self._reading_head = True
-        self._head_raw = bytearray()
+        self._head_raw = b""
         self._request: Request | None = None
         self._head_sent = False
         # The framing of the streamed response being sent, and its progress.
@@ -399,7 +399,7 @@ class Connection:
         self._body_done = None
         self._reading_head = True
         pipelined = conn.trailing_data[0]
-        self._head_raw = bytearray(pipelined)
+        self._head_raw = pipelined
         if pipelined:
             # A pipelined request is already buffered: wake the reader to parse it.
             self._cycle_started.set()
@@ -834,7 +834,8 @@ class Connection:
         if self._chunks is not None and not self._scan_chunks(data):
             return False
         if self._reading_head:
-            self._head_raw += data
+            # Usually the whole head comes in one read: then no copy at all.
+            self._head_raw = self._head_raw + data if self._head_raw else data
         self._h11.receive_data(data)
         return True
 
@@ -932,7 +933,7 @@ class Connection:
             self._protocol_error(error)
             return False
         raw = self._head_raw
-        self._head_raw = bytearray()
+        self._head_raw = b""
         refused = check_head(event, raw[: head_end(raw)])
         if refused is not None:
             self._protocol_error(refused)
