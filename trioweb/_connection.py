@@ -233,7 +233,8 @@ class Connection:
             await self._send_error(408, "the request head took too long to arrive")
         elif (phase is Phase.BODY or phase is Phase.HANDLER) and request is not None:
             if phase is Phase.BODY:
-                log.info("%s: the request body timed out", request)
+                if not self._read_idle_expired:  # (else the reader logged the stall)
+                    log.info("%s: the request body timed out", request)
             else:
                 log.info("%s: no response within RESPONSE_TIMEOUT", request)
             error: HTTPError = (
