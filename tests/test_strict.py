@@ -466,3 +466,24 @@ async def test_headers_over_the_limit_with_a_short_line_get_431(transport: str) 
             await client.send(b"GET / HTTP/1.1\r\nHost: test\r\n" + many + b"\r\n")
         response = await client.read_response()
         assert response.status == 431
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (head(b"HEAD / HTTP/2.0", b"Host: test"), 505),
+        (head(b"HEAD / HTTP/1.1", b"Host: test", b"X-A: a\x01b"), 400),
+        (head(b"HEAD / HTTP/1.1", b"Host: test", b"Expect: teapot"), 417),
+    ],
+    ids=["505", "400", "417"],
+)
+async def test_refused_head_request_gets_its_status_without_a_body(
+    transport: str, request_bytes: bytes, status: int
+) -> None:
+    # The error's head only, as for any HEAD (RFC 9110 9.3.2); found by the fuzzer.
+    async with serving(corpus_app(), transport) as served, served.connect() as client:
+        await client.send(request_bytes)
+        response = await client.read_response("HEAD")
+        assert response.status == status
+        assert response.raw_body == b""
+        assert await client.read_to_eof() == b""

@@ -171,6 +171,10 @@ class Connection:
         # raw bytes of that head so far (for the checks h11's parsing would hide).
         self._reading_head = True
         self._head_raw = b""
+        # The method of the head being answered, once h11 has parsed it.
+        self._head_method = b""
+        # Set while a timeout is being answered.
+        self._timing_out = False
         self._request: Request | None = None
         self._head_sent = False
         # The framing of the streamed response being sent, and its progress.
@@ -226,9 +230,16 @@ class Connection:
         """The connection's deadline passed: answer as its phase says, then close."""
         phase, request = self.phase, self._request
         self._must_close = True
+        self._timing_out = True
         if self._read_idle_expired and not self._head_sent:
             phase = Phase.BODY  # the body stalled: 408, like a buffered body
-        if phase is Phase.HEAD:
+        if self._head_sent and (phase is Phase.HANDLER or phase is Phase.STREAMING):
+            # The response had started (its head written just as a deadline passed, or
+            # a streamed body stalled): cut it so the client cannot take it as whole.
+            if not self._read_idle_expired:  # (else the reader logged the stall)
+                log.info("%s: timed out after its response started", request)
+            self._aborted = True
+        elif phase is Phase.HEAD:
             log.info("request head from %s:%s timed out", *self._client)
             await self._send_error(408, "the request head took too long to arrive")
         elif (phase is Phase.BODY or phase is Phase.HANDLER) and request is not None:
@@ -290,9 +301,15 @@ class Connection:
         self.phase = Phase.IDLE
         self._scope.deadline = _deadline(self._config.KEEP_ALIVE_TIMEOUT)
         try:
-            return await self._heads_receive.receive()
+            head = await self._heads_receive.receive()
         except trio.EndOfChannel:
             return None
+        if self._scope.cancel_called:
+            # The deadline passed as the head came in: not served, so that no handler
+            # starts only to be cancelled at its first checkpoint. The timeout is
+            # answered as its phase says (silence for IDLE, 408 for HEAD).
+            await trio.lowlevel.checkpoint()
+        return head
 
     async def _respond(self, request: Request) -> None:
         """Route, run the handler and send its response or the error it raised."""
@@ -352,6 +369,8 @@ class Connection:
                     _limit(route.request_timeout, config.REQUEST_TIMEOUT)
                 )
                 await request.receive_body()
+                if self._scope.cancel_called:  # timed out as the body completed: 408
+                    await trio.lowlevel.checkpoint()
                 self.phase = Phase.HANDLER
                 read_body = True
         # The HANDLER deadline, set from the config when the head came in, starts over
@@ -399,6 +418,7 @@ class Connection:
         self._request = None
         self._body_done = None
         self._reading_head = True
+        self._head_method = b""
         pipelined = conn.trailing_data[0]
         self._head_raw = pipelined
         if pipelined:
@@ -629,6 +649,8 @@ class Connection:
                 # The client has not taken what was sent: WRITE_TIMEOUT bounds each wait.
                 self.phase, self._scope.deadline = Phase.WRITING, self._write_deadline()
                 await trio.lowlevel.wait_writable(fd)
+                if self._scope.cancel_called:  # WRITE_TIMEOUT passed as it woke
+                    await trio.lowlevel.checkpoint()
                 self.phase, self._scope.deadline = Phase.STREAMING, math.inf
                 continue
             except (BrokenPipeError, ConnectionResetError):
@@ -712,6 +734,8 @@ class Connection:
         await self._send_all(rest)
         if last:
             return
+        if self._scope.cancel_called:  # WRITE_TIMEOUT passed as the send completed
+            await trio.lowlevel.checkpoint()
         if self._head_sent:
             self.phase, self._scope.deadline = Phase.STREAMING, math.inf
         else:  # 100 Continue: back to the handler's deadline
@@ -764,7 +788,9 @@ class Connection:
         data = conn.send(
             h11.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
         )
-        data += conn.send(h11.Data(data=response.body)) + conn.send(h11.EndOfMessage())
+        if self._head_method != b"HEAD":  # h11 parsed a HEAD: the head only
+            data += conn.send(h11.Data(data=response.body))
+        data += conn.send(h11.EndOfMessage())
         # Outside the connection scope (it may have fired): a deadline of its own.
         with (
             trio.move_on_after(self._config.WRITE_TIMEOUT),
@@ -878,7 +904,8 @@ class Connection:
                 # not started its response, else the connection just closes.
                 log.info("request body from %s:%s stalled", *self._client)
                 self._read_idle_expired = True
-                self._scope.cancel()
+                if not self._timing_out:  # (else it would cut that timeout's answer)
+                    self._scope.cancel()
                 return None
             if fd is None:
                 return data
@@ -909,6 +936,7 @@ class Connection:
 
     async def _start_request(self, event: h11.Request) -> bool:
         """Hand a request head over with its body stream; False to stop reading."""
+        self._head_method = event.method
         # h11 limits only heads still incomplete in its buffer; count every head.
         size = len(event.method) + len(event.target) + 12
         content_length = None
