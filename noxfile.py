@@ -69,3 +69,11 @@ def bench_shutdown(session: nox.Session) -> None:
     """SIGTERM under load: no request the server had started is lost (bench/README.md)."""
     session.install(".")
     session.run("python", "bench/shutdown.py", *session.posargs)
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """The fuzz tests with many more examples: ``nox -s fuzz -- -x``."""
+    session.install("-e", ".[test]")
+    env = {"HYPOTHESIS_PROFILE": "fuzz"}  # see tests/test_fuzz.py
+    session.run("pytest", "tests/test_fuzz.py", *session.posargs, env=env)

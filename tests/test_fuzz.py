@@ -1,0 +1,482 @@
+"""Fuzzing the connection: arbitrary and mutated request bytes, whole and in pieces.
+
+Whatever a client sends, the server's output is zero or more complete HTTP/1.1
+responses, then a close: at once, or when a timeout ends a request the client never
+finished. Nothing is logged as an unhandled error, no task outlives the connection, and
+nothing hangs. This is h11's own fuzzing rule ("parses or raises a protocol error,
+nothing else"), taken up a level to the connection with its tasks and timeouts.
+
+Each example is a whole server life in :class:`~trioweb.testing.TestClient`, in a
+``trio.run`` of its own on a ``MockClock`` that jumps ahead whenever every task waits:
+timeouts fire in virtual time, instantly, and an example runs the same way every time.
+
+The default run is short. ``HYPOTHESIS_PROFILE=fuzz`` (``nox -s fuzz``) runs many more
+examples; a failure prints its input, shrunk, which replays exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from itertools import pairwise
+
+import h11
+import pytest
+import trio
+import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_strict import ACCEPTED, REJECTED
+
+from trioweb import App, Config, Request, ResponseStream
+from trioweb.response import HTTPResponse, raw, stream, text
+from trioweb.testing import TestClient
+
+# Failing examples are saved in .hypothesis/ (git-ignored by Hypothesis itself), and the
+# next run tries them first.
+settings.register_profile("ci", max_examples=200, deadline=None, print_blob=True)
+settings.register_profile("fuzz", max_examples=20_000, deadline=None, print_blob=True)
+PROFILE = settings.get_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+#: Small limits, so that inputs reach them, and timeouts to end every stalled exchange.
+LIMITS = {
+    "REQUEST_MAX_HEADER_SIZE": 1024,
+    "REQUEST_MAX_SIZE": 4096,
+    "REQUEST_BUFFER_SIZE": 1024,
+    "REQUEST_QUEUE_SIZE": 2,
+    "REQUEST_TIMEOUT": 10.0,
+    "READ_IDLE_TIMEOUT": 10.0,
+    "RESPONSE_TIMEOUT": 10.0,
+    "WRITE_TIMEOUT": 10.0,
+    "KEEP_ALIVE_TIMEOUT": 5.0,
+    "GRACEFUL_SHUTDOWN_TIMEOUT": 1.0,
+}
+#: The first timeout that can end a connection the client keeps open.
+FIRST_TIMEOUT = LIMITS["KEEP_ALIVE_TIMEOUT"]
+#: Virtual seconds an example may take: every timeout many times over.
+VIRTUAL_LIMIT = 1000.0
+#: Real seconds an example may take. Virtual time only moves when every task waits, so
+#: a livelock (tasks that keep running without end) never reaches VIRTUAL_LIMIT.
+REAL_LIMIT = 10.0
+#: Longer inputs are split at random points rather than fed byte by byte.
+BYTEWISE_MAX = 512
+
+
+def fuzz_app() -> App:
+    """Every way a request can be answered: whole, buffered, streamed in, streamed out."""
+    app = App("fuzz", config=Config(**LIMITS))
+
+    @app.route("/", methods=["GET", "OPTIONS"])
+    async def index(request: Request) -> HTTPResponse:
+        return text("hello")
+
+    @app.post("/echo")
+    async def echo(request: Request) -> HTTPResponse:
+        return raw(request.body)  # buffered: read (up to REQUEST_MAX_SIZE) before this runs
+
+    @app.post("/upload", stream=True, request_max_size=2048)
+    async def upload(request: Request) -> HTTPResponse:
+        size = 0
+        async for chunk in request.stream:
+            size += len(chunk)
+        return text(str(size))
+
+    @app.post("/ignore", stream=True)
+    async def ignore(request: Request) -> HTTPResponse:
+        return text("body left unread")  # the connection drains it
+
+    @app.get("/stream")
+    async def streamed(request: Request) -> HTTPResponse:
+        async def write(response: ResponseStream) -> None:
+            for piece in ("one ", "two ", "three"):
+                await response.write(piece)
+
+        return stream(write)
+
+    return app
+
+
+# -- inputs -------------------------------------------------------------------------
+
+VALID = [
+    b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET /stream HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET /stream HTTP/1.0\r\n\r\n",
+    b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"HEAD /stream HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET /missing?x=1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi",
+    b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+    b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"5\r\nhello\r\n3;x=y\r\nabc\r\n0\r\nTrailer: v\r\n\r\n",
+    b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 4097\r\n\r\n" + b"x" * 4097,
+    b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",
+    b"POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"a\r\n0123456789\r\n0\r\n\r\n",
+    b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc",
+    b"POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"801\r\n" + b"y" * 2049 + b"\r\n0\r\n\r\n",
+    b"POST /ignore HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n0123456789",
+    b"POST /ignore HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nX-Long: " + b"v" * 960 + b"\r\n\r\n",
+]
+#: The malformed and the well-formed corpus of the strict-parsing tests.
+CORPUS = {case.id: case.request for case in REJECTED + ACCEPTED}
+SEEDS = {
+    **{f"valid-{i}": request for i, request in enumerate(VALID)},
+    **CORPUS,
+    # Refused once its whole head is read, so known to be a HEAD: no body in the error.
+    "head-refused": b"HEAD / HTTP/1.1\r\nHost: a\r\nX-A: a\x01b\r\n\r\n",
+}
+
+# Bytes that matter to an HTTP/1.1 parser, for insertions.
+SPECIAL = [b"\r", b"\n", b"\r\n", b"\x00", b" ", b":", b",", b";", b"\t", b"\r\n\r\n", b"\x7f"]
+# Tokens to build "almost HTTP" from.
+TOKENS = [
+    *(b"%s " % method for method in (b"GET", b"HEAD", b"POST", b"OPTIONS", b"CONNECT")),
+    b"/",
+    b"/echo",
+    b"/upload",
+    b"/stream",
+    b"*",
+    b" HTTP/1.1",
+    b" HTTP/1.0",
+    b"\r\n",
+    b"\n",
+    b"Host: a\r\n",
+    b"Content-Length: ",
+    b"Transfer-Encoding: chunked\r\n",
+    b"Expect: 100-continue\r\n",
+    b"Connection: close\r\n",
+    b"0",
+    b"5",
+    b"ff",
+    b"hello",
+    *SPECIAL,
+]
+
+
+seeds = st.sampled_from(list(SEEDS.values()))
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    """A seed, a few valid requests pipelined or two seeds spliced; then a few mutations."""
+    base = draw(st.sampled_from(["seed", "pipelined", "spliced"]))
+    if base == "seed":
+        data = draw(seeds)
+    elif base == "pipelined":
+        data = b"".join(draw(st.lists(st.sampled_from(VALID), min_size=2, max_size=3)))
+    else:
+        one, two = draw(seeds), draw(seeds)
+        data = one[: draw(st.integers(0, len(one)))] + two[draw(st.integers(0, len(two))) :]
+    for _ in range(draw(st.integers(0, 3))):
+        data = mutate(draw, data)
+    return data
+
+
+def mutate(draw: st.DrawFn, data: bytes) -> bytes:
+    """``data`` changed once: a byte inserted, deleted or replaced, a line repeated, a
+    number changed (a Content-Length, a chunk size, a version), another method."""
+    i = draw(st.integers(0, len(data)))
+    lines = data.split(b"\r\n")
+    numbers = [m.span() for m in re.finditer(rb"[0-9a-fA-F]+", data)]
+    how = draw(st.sampled_from(["insert", "delete", "replace", "repeat", "number", "method"]))
+    if how == "method":
+        method = draw(st.sampled_from([b"GET", b"HEAD", b"POST", b"PUT", b"OPTIONS", b"CONNECT"]))
+        return re.sub(rb"^[A-Z]*", method, data, count=1)
+    if how == "insert":
+        return data[:i] + draw(st.sampled_from(SPECIAL)) + data[i:]
+    if how == "delete":
+        return data[:i] + data[i + draw(st.integers(1, 8)) :]
+    if how == "repeat" and len(lines) > 2:
+        n = draw(st.integers(1, len(lines) - 2))
+        return b"\r\n".join(lines[: n + 1] + lines[n:])
+    if how == "number" and numbers:
+        start, end = draw(st.sampled_from(numbers))
+        number = draw(
+            st.one_of(
+                st.integers(0, 20),
+                st.integers(0, 5000),
+                st.sampled_from([2**31, 2**32, 2**63, 2**64, 10**30]),
+            )
+        )
+        form = draw(st.sampled_from([b"%d", b"%x", b"%X", b"-%d", b"0%d"]))
+        return data[:start] + form % number + data[end:]
+    return data[:i] + bytes([draw(st.integers(0, 255))]) + data[i + 1 :]
+
+
+arbitrary = st.one_of(
+    st.binary(max_size=300),
+    st.lists(st.sampled_from(TOKENS), max_size=40).map(b"".join),
+)
+
+
+@dataclass
+class Delivery:
+    """How a client sends ``data``: in these pieces, with these pauses, then what."""
+
+    pieces: list[bytes]
+    #: Virtual seconds to wait before sending piece ``i`` (``len(pieces)``: after all).
+    pauses: dict[int, float] = field(default_factory=dict)
+    #: Whether the client half-closes after its last piece, or keeps waiting.
+    half_close: bool = False
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(self.pieces)
+
+
+@st.composite
+def deliveries(draw: st.DrawFn, inputs: st.SearchStrategy[bytes]) -> Delivery:
+    """``inputs`` sent whole, byte by byte or in random pieces, maybe with pauses."""
+    data = draw(inputs)
+    how = draw(st.sampled_from(["whole", "bytewise", "split"]))
+    if how == "bytewise" and len(data) <= BYTEWISE_MAX:
+        cuts = list(range(1, len(data)))
+    elif how != "whole" and len(data) > 1:
+        cuts = sorted(set(draw(st.lists(st.integers(1, len(data) - 1), max_size=8))))
+    else:
+        cuts = []
+    pieces = [data[a:b] for a, b in pairwise([0, *cuts, len(data)])] if data else []
+    pauses = draw(
+        st.dictionaries(st.integers(0, len(pieces)), st.sampled_from([1.0, 7.0, 30.0]), max_size=2)
+    )
+    return Delivery(pieces, pauses, draw(st.booleans()))
+
+
+# -- the exchange -------------------------------------------------------------------
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextmanager
+def trioweb_log() -> Iterator[list[logging.LogRecord]]:
+    """Every record the ``trioweb`` logger makes, DEBUG included, while inside."""
+    logger = logging.getLogger("trioweb")
+    handler = _Records()
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    # Not passed on to pytest's capture: thousands of examples would flood a failure's
+    # report; the records that fail an example are in its assertion message.
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    try:
+        yield handler.records
+    finally:
+        logger.setLevel(level)
+        logger.propagate = propagate
+        logger.removeHandler(handler)
+
+
+def _tasks(task: trio.lowlevel.Task) -> list[trio.lowlevel.Task]:
+    return [task] + [
+        found
+        for nursery in task.child_nurseries
+        for child in nursery.child_tasks
+        for found in _tasks(child)
+    ]
+
+
+@dataclass
+class Outcome:
+    """What the client saw."""
+
+    output: bytes
+    #: Virtual seconds from the first byte sent until the server closed.
+    closed_after: float
+
+
+async def exchange(delivery: Delivery) -> Outcome:
+    """Send ``delivery`` to a fresh server, read to EOF; check the server let go of it."""
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    async with TestClient(fuzz_app()) as client:
+        server = client.server
+        assert server is not None
+        await trio.testing.wait_all_tasks_blocked()
+        before = set(_tasks(root))
+        output = bytearray()
+        start = trio.current_time()
+        async with client.raw() as conn:
+            assert isinstance(conn, trio.abc.HalfCloseableStream)
+
+            async def send() -> None:
+                try:
+                    for i, piece in enumerate(delivery.pieces):
+                        await trio.sleep(delivery.pauses.get(i, 0))
+                        await conn.send_all(piece)
+                        # Let the server take this piece before the next one comes.
+                        await trio.testing.wait_all_tasks_blocked()
+                    await trio.sleep(delivery.pauses.get(len(delivery.pieces), 0))
+                    if delivery.half_close:
+                        await conn.send_eof()
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass  # the server has closed: the rest is never sent
+
+            with trio.fail_after(VIRTUAL_LIMIT):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(send)
+                    while True:
+                        try:
+                            data = await conn.receive_some()
+                        except trio.BrokenResourceError:
+                            data = b""
+                        if not data:
+                            break
+                        output += data
+            closed_after = trio.current_time() - start
+        # EOF came once the server closed its end, after its connection task ended.
+        await trio.testing.wait_all_tasks_blocked()
+        assert not server._connections, "a connection is still open after EOF"
+        left = set(_tasks(root)) - before
+        assert not left, f"tasks left behind: {sorted(task.name for task in left)}"
+    return Outcome(bytes(output), closed_after)
+
+
+def run_exchange(delivery: Delivery) -> Outcome:
+    """One server life, on a clock of its own, with the real-time guard."""
+
+    async def guarded() -> Outcome:
+        with trio.CancelScope() as scope:
+            token = trio.lowlevel.current_trio_token()
+            watchdog = threading.Timer(REAL_LIMIT, token.run_sync_soon, (scope.cancel,))
+            watchdog.start()
+            try:
+                return await exchange(delivery)
+            finally:
+                watchdog.cancel()
+        raise AssertionError(f"still running after {REAL_LIMIT} s of real time: a livelock")
+
+    return trio.run(guarded, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+# -- what the client saw ------------------------------------------------------------
+
+
+def request_methods(data: bytes) -> tuple[list[bytes], bool]:
+    """The methods of the requests in ``data`` (as h11 reads them), and whether it is
+    complete: it ends where a request does, or where the connection must close."""
+    conn = h11.Connection(h11.SERVER)
+    if data:  # (b"" would mean EOF)
+        conn.receive_data(data)
+    methods: list[bytes] = []
+    while True:
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError:
+            return methods, False
+        if type(event) is h11.Request:
+            methods.append(event.method)
+        elif type(event) is h11.EndOfMessage:
+            # Not a 2xx: that would switch protocols after a CONNECT.
+            conn.send(h11.Response(status_code=404, headers=[("Content-Length", "0")]))
+            conn.send(h11.EndOfMessage())
+            if conn.our_state is h11.MUST_CLOSE:
+                return methods, True
+            conn.start_next_cycle()
+        elif event is h11.NEED_DATA or event is h11.PAUSED:
+            return methods, conn.their_state is h11.IDLE and not conn.trailing_data[0]
+
+
+def parse_responses(output: bytes, methods: list[bytes]) -> list[int]:
+    """The status codes of the complete responses that ``output`` must consist of.
+
+    Each response is parsed by an h11 client that sent the request it answers (its
+    method decides whether a body follows: none after HEAD).
+    """
+    statuses: list[int] = []
+    rest = output
+    while rest:
+        method = methods[len(statuses)] if len(statuses) < len(methods) else b"GET"
+        status, close, after = parse_response(rest, method, len(statuses) + 1)
+        if close and after and method == b"HEAD":
+            # An error for a head that had not all arrived (a 408, say): the server
+            # could not know it was a HEAD, and closes after it anyway.
+            status, close, after = parse_response(rest, b"GET", len(statuses) + 1)
+        statuses.append(status)
+        assert not (close and after), "bytes after a Connection: close response"
+        rest = after
+    return statuses
+
+
+def parse_response(output: bytes, method: bytes, number: int) -> tuple[int, bool, bytes]:
+    """The status of the response ``output`` starts with, whether it closes, what follows."""
+    conn = h11.Connection(h11.CLIENT)
+    conn.send(h11.Request(method=method, target="/", headers=[("Host", "a")]))
+    conn.send(h11.EndOfMessage())
+    conn.receive_data(output)
+    conn.receive_data(b"")  # EOF
+    status, close = 0, False
+    while True:
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise AssertionError(f"response {number} is malformed: {exc}") from None
+        assert event is not h11.NEED_DATA and type(event) is not h11.ConnectionClosed, (
+            f"response {number} is incomplete"
+        )
+        if type(event) is h11.InformationalResponse:
+            assert event.status_code == 100, event
+        elif type(event) is h11.Response:
+            assert 200 <= event.status_code <= 599, event
+            status, close = event.status_code, (b"connection", b"close") in event.headers
+        elif type(event) is h11.EndOfMessage:
+            return status, close, conn.trailing_data[0]
+
+
+def check(delivery: Delivery) -> None:
+    with trioweb_log() as records:
+        outcome = run_exchange(delivery)
+    messages = [logging.Formatter("%(levelname)s %(message)s").format(r) for r in records]
+    problems = [
+        message
+        for record, message in zip(records, messages, strict=True)
+        if record.levelno >= logging.ERROR or record.exc_info
+    ]
+    assert not problems, "unhandled errors:\n" + "\n".join(problems)
+    methods, complete = request_methods(delivery.data)
+    try:
+        statuses = parse_responses(outcome.output, methods)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the output: {outcome.output!r}") from None
+    if not delivery.pauses:
+        if delivery.half_close:
+            # The client left: nothing waits for a timeout.
+            assert outcome.closed_after < FIRST_TIMEOUT, outcome
+        if delivery.half_close or complete:
+            assert 408 not in statuses, outcome
+
+
+@PROFILE
+@given(deliveries(arbitrary))
+def test_arbitrary_bytes(delivery: Delivery) -> None:
+    check(delivery)
+
+
+@PROFILE
+@given(deliveries(mutated()))
+def test_mutated_requests(delivery: Delivery) -> None:
+    check(delivery)
+
+
+@pytest.mark.parametrize("half_close", [False, True], ids=["wait", "half-close"])
+@pytest.mark.parametrize("bytewise", [False, True], ids=["whole", "bytewise"])
+@pytest.mark.parametrize("seed", list(SEEDS.values()), ids=list(SEEDS))
+def test_seed(seed: bytes, bytewise: bool, half_close: bool) -> None:
+    # Every seed as it is, every run: the Hypothesis tests only sample them.
+    pieces = [seed[i : i + 1] for i in range(len(seed))] if bytewise else [seed]
+    check(Delivery(pieces, half_close=half_close))
