@@ -328,20 +328,11 @@ class Connection:
             if isinstance(exc, PayloadTooLarge) or request.stream.error:
                 self._must_close = True
             response = await app._error_response(request, exc)
-        if isinstance(response, FileResponse) and response.streamed:
+        if isinstance(response, StreamingHTTPResponse) or (
+            isinstance(response, FileResponse) and response.streamed
+        ):
             try:
-                await self._send_file(request, response)
-                return
-            except Exception as exc:
-                if self._head_sent:
-                    self._abort(request, exc)
-                    return
-                response = await app._error_response(request, exc)
-        if isinstance(response, StreamingHTTPResponse):
-            try:
-                stream = request.respond(response.status, response.headers)
-                await response.streaming_fn(stream)
-                await stream.eof()
+                await self._send_streamed(request, response)
                 return
             except Exception as exc:
                 if self._head_sent:
@@ -350,6 +341,17 @@ class Connection:
                 response = await app._error_response(request, exc)
         if response is not None:
             await self._send_whole(request, response)
+
+    async def _send_streamed(
+        self, request: Request, response: StreamingHTTPResponse | FileResponse
+    ) -> None:
+        """Send a response whose body is not in memory: a file, or a streaming_fn's."""
+        if isinstance(response, FileResponse):
+            await self._send_file(request, response)
+        else:
+            stream = request.respond(response.status, response.headers)
+            await response.streaming_fn(stream)
+            await stream.eof()
 
     async def _run_handler(
         self, request: Request, route: Route, params: dict[str, Any]
