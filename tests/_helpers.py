@@ -229,6 +229,13 @@ class Served:
             yield RawClient(stream)
 
 
+async def connections_closed(served: Served) -> None:
+    """Wait until the server has closed every connection."""
+    with trio.fail_after(DEADLINE):
+        while served.server._connections:  # noqa: ASYNC110 (the server has no event for it)
+            await trio.sleep(0.01)
+
+
 @asynccontextmanager
 async def _tcp_connect(port: int) -> AsyncIterator[trio.abc.Stream]:
     with trio.fail_after(DEADLINE):

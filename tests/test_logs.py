@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-from _helpers import DEADLINE, TRANSPORTS, RawClient, Served, serving
+from _helpers import TRANSPORTS, RawClient, Served, connections_closed, serving
 
 from trioweb import App, Request
 from trioweb.response import HTTPResponse, file_stream, text
@@ -124,13 +124,6 @@ def logs_app(unit: float, path: Path) -> App:
             raise RuntimeError("the handler broke mid-response")
 
     return app
-
-
-async def connections_closed(served: Served) -> None:
-    """Wait until the server has closed every connection."""
-    with trio.fail_after(DEADLINE):
-        while served.server._connections:  # noqa: ASYNC110 (the server has no event for it)
-            await trio.sleep(0.01)
 
 
 async def status_then_close(client: RawClient, status: int, method: str = "GET") -> None:

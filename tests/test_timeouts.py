@@ -32,7 +32,15 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-from _helpers import DEADLINE, TRANSPORTS, RawClient, Response, Served, serving
+from _helpers import (
+    DEADLINE,
+    TRANSPORTS,
+    RawClient,
+    Response,
+    Served,
+    connections_closed,
+    serving,
+)
 
 from trioweb import App, Request
 from trioweb.response import HTTPResponse, file_stream, text
@@ -90,13 +98,6 @@ async def response_while_trickling(
         response = await client.read_response(method)
         nursery.cancel_scope.cancel()
     return response
-
-
-async def connections_closed(served: Served) -> None:
-    """Wait until the server has closed every connection."""
-    with trio.fail_after(DEADLINE):
-        while served.server._connections:  # noqa: ASYNC110 (the server has no event for it)
-            await trio.sleep(0.01)
 
 
 def assert_closing(response: Response, status: int) -> None:
