@@ -15,7 +15,7 @@ import trio
 from _helpers import DEADLINE, TRANSPORTS, serving
 
 from trioweb import App, Request
-from trioweb._chunked import MAX_CHUNK_LINE, ChunkError, ChunkScanner
+from trioweb._chunked import MAX_CHUNK_LINE, ChunkDecoder, ChunkError
 from trioweb.response import HTTPResponse, text
 
 CHUNKED_HEAD = b"POST %s HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -46,9 +46,27 @@ def limited_app(*, route_limit: int | None = 1000) -> tuple[App, list[bytes], tr
     return app, got, first_read
 
 
-# -- the scanner alone ------------------------------------------------------------------
+# -- the decoder alone ------------------------------------------------------------------
 
 BODY = chunk(b"hello") + chunk(b"x" * 300) + b"3;name=value\r\nabc\r\n0\r\nX-T: 1\r\n\r\n"
+
+
+class ChunkScanner(ChunkDecoder):
+    """The decoder fed whole buffers, as the engine feeds it; collects the data."""
+
+    def __init__(self, max_trailer_size: int) -> None:
+        super().__init__(max_trailer_size)
+        self.data = bytearray()
+
+    def feed(self, buffer: bytes) -> int:
+        """Decode all of ``buffer`` that belongs to the body; return where it stopped."""
+        pos = 0
+        while True:
+            start, end = self.next_span(buffer, pos)
+            self.data += buffer[start:end]
+            if start == end:
+                return end
+            pos = end
 
 
 @pytest.mark.parametrize("step", [1, 2, 3, 7, len(BODY)])
@@ -61,9 +79,17 @@ def test_scanner_follows_a_body_fed_in_any_pieces(step: int) -> None:
         declared.append(scanner.declared)
     assert scanner.done
     assert scanner.declared == 5 + 300 + 3
+    assert scanner.data == b"hello" + b"x" * 300 + b"abc"
     assert declared == sorted(declared)  # only ever grows
-    scanner.feed(b"GET / HTTP/1.1\r\n\r\n garbage after the end is not ours")
+    after = b"GET / HTTP/1.1\r\n\r\n garbage after the end is not ours"
+    assert scanner.feed(after) == 0  # nothing after the end is consumed
     assert scanner.declared == 308
+
+
+def test_decoder_stops_at_the_end_of_the_body_in_a_shared_buffer() -> None:
+    scanner = ChunkScanner(8192)
+    assert scanner.feed(BODY + b"GET /") == len(BODY)
+    assert scanner.done
 
 
 def test_scanner_counts_a_size_before_its_data_arrives() -> None:

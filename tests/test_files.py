@@ -41,7 +41,7 @@ import trio
 import trustme
 from _helpers import DEADLINE, SERVER_DEADLINE, TRANSPORTS, RawClient, Response, Served, serving
 
-import trioweb._connection
+import trioweb._transport
 import trioweb._files
 from trioweb import App, Request
 from trioweb.response import FileResponse, HTTPResponse, file, file_stream, text
@@ -196,7 +196,7 @@ def sending(
 
     monkeypatch.setattr(trioweb._files, "_pread_into", counting_read)
     if path in ("read", "thread"):
-        monkeypatch.setattr(trioweb._connection, "_HAS_SENDFILE", False)
+        monkeypatch.setattr(trioweb._transport, "_HAS_SENDFILE", False)
     if path == "thread":
         monkeypatch.setattr(trioweb._files, "_NOWAIT", 0)
     return sending

@@ -369,6 +369,9 @@ def run_exchange(delivery: Delivery) -> Outcome:
 # -- what the client saw ------------------------------------------------------------
 
 
+_HEAD_LINE = re.compile(rb"(?:\r?\n)?HEAD [\x21-\x7e]+ HTTP/[0-9]\.[0-9]\r?\n")
+
+
 def request_methods(data: bytes) -> tuple[list[bytes], bool]:
     """The methods of the requests in ``data`` (as h11 reads them), and whether it is
     complete: it ends where a request does, or where the connection must close."""
@@ -377,9 +380,14 @@ def request_methods(data: bytes) -> tuple[list[bytes], bool]:
         conn.receive_data(data)
     methods: list[bytes] = []
     while True:
+        unparsed = conn.trailing_data[0] if conn.their_state is h11.IDLE else b""
         try:
             event = conn.next_event()
         except h11.RemoteProtocolError:
+            # A refused request whose request line was whole is answered as its method
+            # says: a refused HEAD gets the error's head only.
+            if _HEAD_LINE.match(unparsed):
+                methods.append(b"HEAD")
             return methods, False
         if type(event) is h11.Request:
             methods.append(event.method)

@@ -1,22 +1,21 @@
-"""Follows the framing of a chunked request body over the raw bytes, ahead of h11.
+"""Decodes a chunked request body in place: where each chunk's data starts and ends.
 
-h11 decodes chunked bodies but keeps the chunk sizes to itself, and it accepts chunk
-lines that RFC 9112 does not (whitespace after the size, any bytes in an extension).
-:class:`ChunkScanner` reads the same bytes before h11 does, and only looks at the framing:
-it skips chunk data by count, checks each chunk-size line strictly, and adds up the sizes
-declared so far. The connection uses that sum to answer 413 as soon as a chunk *announces*
-that the body will pass the limit, before any of that chunk's bytes are read.
+Both HTTP engines use this one decoder, so chunked framing has one set of rules. It
+reads the chunk lines strictly (RFC 9112 7.1: no whitespace after the size, tokens or
+quoted strings in extensions) and skips chunk data by count, so the data itself is never
+scanned or copied: :meth:`ChunkDecoder.next_span` gives the engine the bounds of the
+next run of data in the buffer it already holds.
 
-Being stricter than h11 on the same bytes keeps the two in step: wherever the scanner
-accepts a line, h11 reads it the same way, so the scanner never disagrees with h11 about
-where the body ends.
+It also adds up the chunk sizes announced so far (:attr:`ChunkDecoder.declared`), so the
+connection can answer 413 as soon as a chunk *announces* that the body will pass the
+limit, before any of that chunk's bytes are read.
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["ChunkError", "ChunkScanner"]
+__all__ = ["MAX_CHUNK_LINE", "ChunkDecoder", "ChunkError"]
 
 # RFC 9112 7.1: chunk = chunk-size [ chunk-ext ] CRLF chunk-data CRLF, with
 #   chunk-size = 1*HEXDIG
@@ -41,11 +40,12 @@ class ChunkError(Exception):
         self.status_code = status_code
 
 
-class ChunkScanner:
-    """Tracks where a chunked body's chunk lines are, and the sizes they declare.
+class ChunkDecoder:
+    """Follows a chunked body through the buffers it arrives in.
 
-    Feed it every byte of the body, in order, starting right after the request head;
-    bytes after the end of the body (a pipelined request) are ignored.
+    Call :meth:`next_span` with the buffer and the position of the first byte not yet
+    looked at; bytes after the end of the body (a pipelined request) are left alone.
+    Trailer fields are checked and dropped, never merged into the head.
     """
 
     __slots__ = ("_line", "_max_trailer", "_remaining", "_state", "_trailer_size", "declared")
@@ -64,18 +64,24 @@ class ChunkScanner:
         """Whether the last chunk and the trailer section have been seen."""
         return self._state == _DONE
 
-    def feed(self, data: bytes | bytearray) -> None:
-        """Scan the next bytes of the body; raises :class:`ChunkError` if malformed."""
-        pos, end = 0, len(data)
+    def next_span(self, data: bytes, pos: int) -> tuple[int, int]:
+        """The bounds ``(start, end)`` of the next chunk data in ``data[pos:]``.
+
+        Framing before the data is consumed on the way. When no data is found,
+        ``start == end`` is where decoding stopped: the end of ``data`` (more is needed)
+        or, once :attr:`done`, the first byte after the body. Raises
+        :class:`ChunkError` on malformed framing.
+        """
+        end = len(data)
         while pos < end:
             state = self._state
             if state == _DATA:
                 take = min(self._remaining, end - pos)
-                pos += take
                 self._remaining -= take
                 if not self._remaining:
                     self._state, self._remaining = _DATA_END, 2
-            elif state == _DATA_END:
+                return pos, pos + take
+            if state == _DATA_END:
                 expected = b"\r\n"[2 - self._remaining :]
                 got = data[pos : pos + self._remaining]
                 if not expected.startswith(got):
@@ -85,13 +91,13 @@ class ChunkScanner:
                 if not self._remaining:
                     self._state = _SIZE
             elif state == _DONE:
-                return
+                break
             else:
                 newline = data.find(b"\n", pos)
                 if newline == -1:
                     self._line += data[pos:]
                     self._check_partial_line()
-                    return
+                    return end, end
                 line = self._line + data[pos : newline + 1]
                 self._line = b""
                 pos = newline + 1
@@ -99,6 +105,7 @@ class ChunkScanner:
                     self._size_line(line)
                 else:
                     self._trailer_line(line)
+        return pos, pos
 
     def _check_partial_line(self) -> None:
         if self._state == _SIZE:
@@ -110,7 +117,7 @@ class ChunkScanner:
     def _size_line(self, line: bytes) -> None:
         match = _CHUNK_LINE.fullmatch(line)
         if match is None:
-            raise ChunkError(f"malformed chunk-size line {line[:40]!r}")
+            raise ChunkError("malformed chunk-size line")
         size = int(match[1], 16)
         if size:
             self.declared += size

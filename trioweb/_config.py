@@ -27,6 +27,8 @@ class Config:
     KEEP_ALIVE_TIMEOUT: float = 5.0
     GRACEFUL_SHUTDOWN_TIMEOUT: float = 15.0
     MAX_CONNECTIONS: int = 1000
+    #: "auto" (httptools when it imports, else h11), "h11" or "httptools".
+    HTTP_ENGINE: str = "auto"
 
     def __init__(self, **settings: Any) -> None:
         for key, value in settings.items():

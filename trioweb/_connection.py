@@ -3,13 +3,19 @@
 Two tasks share a connection, both in its nursery:
 
 * the **reader** (:meth:`Connection._read_loop`) is the only code that reads the
-  socket. It feeds the bytes to h11 and routes the events: a request head goes to the
+  socket. It feeds the bytes to the HTTP engine (:mod:`._engine`, sans-I/O) and routes
+  its events: a request head goes to the
   connection task, body chunks go into the request's bounded memory channel (so while
   the handler does not read, the socket is not read either), the end of the body
   closes that channel. Between requests it keeps reading, so a client that goes away
   is noticed at once and cancels the handler.
 * the **connection task** (:meth:`Connection.serve`) waits for a head, runs the
   handler inline, writes the response and starts the next cycle.
+
+The engine owns the protocol (parsing, the rules, framing, serialising heads), the
+:class:`~._transport.Transport` owns the reads and writes, and this module owns the
+lifecycle: phases, timeouts, the hand-over between the two tasks, and how the connection
+ends (one :class:`Ending` value).
 
 Every timeout is one cancel scope: the connection task's. Each timeout ends the
 connection (silently, or after a 408 or 503), so a single scope per connection is
@@ -26,20 +32,17 @@ import errno
 import logging
 import math
 import os
-import socket
-import struct
 import time
 from email.utils import formatdate
-from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, NoReturn, cast
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import h11
 import trio
 
-from ._chunked import ChunkError, ChunkScanner
+from ._engine import Engine
+from ._events import END_OF_BODY, NEED_DATA, PAUSED, Data, Framing, ProtocolError, RequestHead
 from ._files import FileReader
 from ._routing import DEFAULT, Limit, Route
-from ._strict import check_head, head_end
+from ._transport import Transport, TransportLost
 from .errors import HTTPError, NotFound, PayloadTooLarge, RequestTimeout, ServiceUnavailable
 from .request import Request, RequestStream
 from .response import FileResponse, HTTPResponse, ResponseStream, StreamingHTTPResponse
@@ -48,16 +51,12 @@ if TYPE_CHECKING:
     from ._app import App
     from ._server import Server
 
-__all__ = ["Connection", "Phase"]
+__all__ = ["Connection", "Ending", "Phase"]
 
 log = logging.getLogger("trioweb")
 
-_Head = tuple[h11.Request, RequestStream] | h11.RemoteProtocolError
+_Head = tuple[RequestHead, RequestStream] | ProtocolError
 
-_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
-
-# How a streamed response body is framed (see Connection._body_framing).
-_NO_BODY, _LENGTH, _CHUNKED, _CLOSE = range(4)
 # A streaming handler whose sends never wait still lets other tasks run this often.
 _YIELD_EVERY = 1024 * 1024
 
@@ -67,23 +66,10 @@ _JOIN_BELOW = 64 * 1024
 # At most this much per sendfile call: a client on a fast link still lets the
 # connection see cancellation, and other tasks run, between calls.
 _SENDFILE_PIECE = 1024 * 1024
-_HAS_SENDFILE = hasattr(os, "sendfile")
 
 
 def _open_file(path: str) -> int:
     return os.open(path, os.O_RDONLY)
-
-
-class _Written:
-    """Stands for body bytes already written, so that h11 can account for them."""
-
-    __slots__ = ("_size",)
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-
-    def __len__(self) -> int:
-        return self._size
 
 
 _date_cache: tuple[int, bytes] = (0, b"")
@@ -122,6 +108,19 @@ class Phase(enum.Enum):
     DRAINING = "discarding an unread request body (REQUEST_TIMEOUT; closes)"
 
 
+class Ending(enum.IntEnum):
+    """How the connection will end; it only ever moves down this list."""
+
+    #: Another request may follow (keep-alive).
+    OPEN = 0
+    #: Close after the current response (``Connection: close``), with a FIN.
+    CLOSE = 1
+    #: The client went away: nothing more can be written.
+    GONE = 2
+    #: A response was cut short: close with a reset, so the client cannot take it as whole.
+    ABORT = 3
+
+
 class Connection:
     """Serves the requests of one client stream, one after another."""
 
@@ -132,30 +131,23 @@ class Connection:
         stream: trio.abc.Stream,
         client: tuple[str, int],
         scheme: str,
+        engine: Engine,
     ) -> None:
         config = app.config
         self._app = app
         self._config = config
         self._server = server
-        self._stream = stream
-        # The socket's file descriptor for direct writes: plain TCP only (not TLS, not
-        # the test client's in-memory streams).
-        self._fd: int | None = (
-            stream.socket.fileno() if type(stream) is trio.SocketStream else None
-        )
+        self._transport = Transport(stream)
         self._client = client
         self._scheme = scheme
-        self._h11 = h11.Connection(
-            h11.SERVER, max_incomplete_event_size=config.REQUEST_MAX_HEADER_SIZE
-        )
+        self._engine = engine
+        self.ending = Ending.OPEN
         self._heads_send, self._heads_receive = trio.open_memory_channel[_Head](1)
         # Reader side of the current request body; None when there is none or it ended.
         self._body_send: trio.MemorySendChannel[bytes] | None = None
         self._body_stream: RequestStream | None = None
         self._body_done: trio.Event | None = None
         self._discarded = 0
-        # The framing of a chunked body, followed over the raw bytes (for chunk sizes).
-        self._chunks: ChunkScanner | None = None
         # READ_IDLE_TIMEOUT for the current body (streaming routes) and the reader's scope
         # around its wait for body bytes, so that setting the timeout reaches a wait
         # already under way.
@@ -165,27 +157,20 @@ class Connection:
         # The connection task's cancel scope: every timeout, and the client leaving.
         self._scope = trio.CancelScope()
         self.phase = Phase.IDLE
-        # Set when a new cycle starts while pipelined bytes wait in h11's buffer.
+        # Set when a new cycle starts while pipelined bytes wait in the engine.
         self._cycle_started = trio.Event()
-        # Whether the reader is parsing a request head (not yet handed over), and the
-        # raw bytes of that head so far (for the checks h11's parsing would hide).
+        # Whether the reader is parsing a request head (not yet handed over).
         self._reading_head = True
-        self._head_raw = b""
-        # The method of the head being answered, once h11 has parsed it.
-        self._head_method = b""
         # Set while a timeout is being answered.
         self._timing_out = False
         self._request: Request | None = None
         self._head_sent = False
-        # The framing of the streamed response being sent, and its progress.
-        self._framing = _NO_BODY
+        self._response_done = False
+        # The progress of the streamed response body being sent.
         self._body_left = 0
         self._body_sent = 0
         self._file_least = 0
         self._unyielded = 0
-        self._must_close = False
-        self._gone = False
-        self._aborted = False
 
     # -- the connection task --------------------------------------------------------
 
@@ -202,25 +187,25 @@ class Connection:
                     # A handler's error that surfaced together with the cancellation
                     # of a timeout or a disconnect (the scope took the Cancelled).
                     log.error("%s failed while cancelled", self._request, exc_info=exc)
-                    self._must_close = True
-                if self._scope.cancelled_caught and not self._gone:
+                    self._end(Ending.CLOSE)
+                if self._scope.cancelled_caught and self.ending < Ending.GONE:
                     await self._timed_out()
                 nursery.cancel_scope.cancel()
         finally:
-            if self._aborted and self._fd is not None:
+            if self.ending is Ending.ABORT:
                 # An abort must look like one even to a client reading to EOF (an
                 # HTTP/1.0 body): close with a reset, not a FIN.
-                self._stream.socket.setsockopt(  # type: ignore[attr-defined]
-                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-                )
-            # The socket closes after this; its fd number may soon belong to another
-            # client, so nothing may write to it from here on.
-            self._fd = None
+                self._transport.reset_on_close()
+            self._transport.forget()
             self._request = None
+
+    def _end(self, ending: Ending) -> None:
+        if ending > self.ending:
+            self.ending = ending
 
     def close_if_idle(self) -> None:
         """Close now if no request is in progress; otherwise after the current one."""
-        self._must_close = True
+        self._end(Ending.CLOSE)
         # IDLE with no head handed over: a head the reader has just passed on (still
         # IDLE until the connection task runs) is served, with Connection: close.
         if self.phase is Phase.IDLE and self._reading_head:
@@ -229,7 +214,7 @@ class Connection:
     async def _timed_out(self) -> None:
         """The connection's deadline passed: answer as its phase says, then close."""
         phase, request = self.phase, self._request
-        self._must_close = True
+        self._end(Ending.CLOSE)
         self._timing_out = True
         if self._read_idle_expired and not self._head_sent:
             phase = Phase.BODY  # the body stalled: 408, like a buffered body
@@ -238,7 +223,7 @@ class Connection:
             # a streamed body stalled): cut it so the client cannot take it as whole.
             if not self._read_idle_expired:  # (else the reader logged the stall)
                 log.info("%s: timed out after its response started", request)
-            self._aborted = True
+            self._end(Ending.ABORT)
         elif phase is Phase.HEAD:
             log.info("request head from %s:%s timed out", *self._client)
             await self._send_error(408, "the request head took too long to arrive")
@@ -261,15 +246,15 @@ class Connection:
                 await self._send_whole(request, response)
         elif phase is Phase.WRITING:
             log.info("client %s:%s did not read for WRITE_TIMEOUT", *self._client)
-            self._aborted = True  # reset: the kernel drops what the client never read
+            self._end(Ending.ABORT)  # reset: the kernel drops what the client never read
 
     async def _serve_one(self) -> bool:
         head = await self._receive_head()
         if head is None:
             return False
-        if isinstance(head, h11.RemoteProtocolError):
+        if isinstance(head, ProtocolError):
             log.info("bad request from %s:%s: %s", *self._client, head)
-            await self._send_error(head.error_status_hint, str(head))
+            await self._send_error(head.status_code, str(head))
             return False
         event, body = head
         request = Request(
@@ -277,7 +262,7 @@ class Connection:
             event.method.decode("ascii"),
             event.target.decode("latin-1"),
             event.headers,
-            event.http_version.decode("ascii"),
+            event.version.decode("ascii"),
             self._client,
             self._scheme,
             body,
@@ -285,18 +270,19 @@ class Connection:
         )
         self._request = request
         self._head_sent = False
+        self._response_done = False
         # From here on the request is being answered, routed or not (an exception
         # handler for a 404 may take time too): RESPONSE_TIMEOUT, not KEEP_ALIVE_TIMEOUT.
         self.phase = Phase.HANDLER
         self._scope.deadline = _deadline(self._config.RESPONSE_TIMEOUT)
         await self._respond(request)
-        if self._gone:
+        if self.ending >= Ending.GONE:
             return False
         return await self._next_cycle(request)
 
     async def _receive_head(self) -> _Head | None:
         """Wait for the next request head; ``None`` when the connection should close."""
-        if self._must_close:
+        if self.ending is not Ending.OPEN:
             return None
         self.phase = Phase.IDLE
         self._scope.deadline = _deadline(self._config.KEEP_ALIVE_TIMEOUT)
@@ -326,7 +312,7 @@ class Connection:
                 self._abort(request, exc)
                 return
             if isinstance(exc, PayloadTooLarge) or request.stream.error:
-                self._must_close = True
+                self._end(Ending.CLOSE)
             response = await app._error_response(request, exc)
         if isinstance(response, StreamingHTTPResponse) or (
             isinstance(response, FileResponse) and response.streamed
@@ -393,19 +379,16 @@ class Connection:
     def _abort(self, request: Request, exc: Exception) -> None:
         """The response has started: cut the connection so the client sees truncation."""
         log.error("%s failed after its response started; aborting", request, exc_info=exc)
-        self._must_close = True
-        self._gone = True
-        self._aborted = True
+        self._end(Ending.ABORT)
 
     def _abort_quietly(self) -> None:
         """Reset the connection and cancel its handler (the reason is already logged)."""
-        self._aborted = True
-        self._client_gone()
+        self._end(Ending.ABORT)
+        self._scope.cancel()
 
     async def _next_cycle(self, request: Request) -> bool:
-        """Finish reading the request body and get h11 ready for the next request."""
-        conn = self._h11
-        if self._must_close or conn.our_state is not h11.DONE:
+        """Finish reading the request body and get the engine ready for the next request."""
+        if self.ending is not Ending.OPEN or not self._response_done:
             return False
         if self._body_done is not None and not self._body_done.is_set():
             # The handler left body unread: discard it (up to REQUEST_MAX_SIZE, under
@@ -414,31 +397,35 @@ class Connection:
             self._scope.deadline = _deadline(self._config.REQUEST_TIMEOUT)
             request.stream.close()
             await self._body_done.wait()
-        if conn.their_state is not h11.DONE:
+        if self.ending is not Ending.OPEN or not self._engine.start_next_cycle():
             return False
-        conn.start_next_cycle()
         self._request = None
         self._body_done = None
         self._reading_head = True
-        self._head_method = b""
-        pipelined = conn.trailing_data[0]
-        self._head_raw = pipelined
-        if pipelined:
+        if self._engine.buffered:
             # A pipelined request is already buffered: wake the reader to parse it.
             self._cycle_started.set()
         return True
 
     # -- writing --------------------------------------------------------------------
 
-    def _extra_headers(self, headers: list[tuple[bytes, bytes]]) -> None:
+    def _response_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
+        """The bytes of a response head, ``Date`` and ``Connection`` as this connection needs.
+
+        Raises ``ValueError`` for a status or header the engine refuses to send.
+        """
         if not any(name == b"date" for name, _ in headers):
             headers.append((b"date", _http_date()))
-        if self._h11.they_are_waiting_for_100_continue:
+        if self._engine.waiting_for_continue:
             # Answered without reading: the client holds its body back, so there is
             # nothing to drain and no telling what it sends next. Close.
-            self._must_close = True
-        if self._must_close or self._server.closing or not self._config.KEEP_ALIVE:
-            headers.append((b"connection", b"close"))
+            self._end(Ending.CLOSE)
+        close = (
+            self.ending is not Ending.OPEN or self._server.closing or not self._config.KEEP_ALIVE
+        )
+        data = self._engine.response_head(status, headers, close=close)
+        self._head_sent = True
+        return data
 
     async def _send_whole(
         self, request: Request, response: HTTPResponse, *, middleware: bool = True
@@ -459,43 +446,24 @@ class Connection:
         else:
             headers = [h for h in headers if h[0] != b"content-length"]
             headers.append((b"content-length", str(len(body)).encode()))
-        self._extra_headers(headers)
-        conn = self._h11
         try:
-            head = h11.Response(
-                status_code=status, headers=headers, reason=_REASONS.get(status, b"")
-            )
-        except h11.LocalProtocolError as exc:  # a header name or status h11 refuses
+            data = self._response_head(status, headers)
+        except ValueError as exc:  # a header name, value or status the engine refuses
             log.error("invalid response for %s: %s", request, exc)
             # Plain 500, without the middleware that may have caused this.
             fallback = self._app._default_error_response(exc)
             await self._send_whole(request, fallback, middleware=False)
             return
-        try:
-            data = conn.send(head)
-            large = b""
-            if body and request.method != "HEAD":
-                if len(body) < _JOIN_BELOW:
-                    data += conn.send(h11.Data(data=body))
-                else:
-                    # Written after the head, not copied into one buffer with it: a
-                    # body shared by many responses stays shared while slow clients
-                    # take it. (Content-Length framing adds nothing around it.)
-                    pieces = conn.send_with_data_passthrough(h11.Data(data=body)) or []
-                    if len(pieces) == 1 and pieces[0] is body:
-                        large = body
-                    else:  # framed by h11 some other way: as usual
-                        data += b"".join(pieces)
-            data += conn.send(h11.EndOfMessage())
-        except h11.LocalProtocolError as exc:
-            self._abort(request, exc)
-            return
-        self._head_sent = True
-        if large:
-            await self._send(data)
-            await self._send(large, last=True)
-        else:
+        if self._engine.framing is Framing.NONE or not body:
             await self._send(data, last=True)
+        elif len(body) < _JOIN_BELOW:
+            await self._send(data + body, last=True)
+        else:
+            # Written after the head, not copied into one buffer with it: a body shared
+            # by many responses stays shared while slow clients take it.
+            await self._send(data)
+            await self._send(body, last=True)
+        self._response_done = True
 
     def _current(self, response: ResponseStream) -> Request:
         """The request ``response`` answers, if that exchange is still going on."""
@@ -511,39 +479,16 @@ class Connection:
         request = self._current(response)
         await self._app._apply_response_middleware(request, response)
         headers = _encode_headers(response)
-        self._extra_headers(headers)
         try:
-            head = h11.Response(
-                status_code=response.status,
-                headers=headers,
-                reason=_REASONS.get(response.status, b""),
-            )
-            data = self._h11.send(head)
-        except h11.LocalProtocolError as exc:  # a header name or status h11 refuses
+            data = self._response_head(response.status, headers)
+        except ValueError as exc:  # a header name, value or status the engine refuses
             raise ValueError(f"invalid response head: {exc}") from None
-        self._framing, self._body_left = self._body_framing(request, response)
+        framing = self._engine.framing
+        self._body_left = (
+            int(response.headers["content-length"]) if framing is Framing.LENGTH else 0
+        )
         self._body_sent = 0
-        self._head_sent = True
         await self._send(data)
-
-    def _body_framing(self, request: Request, response: ResponseStream) -> tuple[int, int]:
-        """How the body of a streamed response is framed: h11's rules, decided once.
-
-        The body bytes are then framed here rather than by h11, which saves h11's
-        per-event bookkeeping and a copy of every piece. h11 is told how much was sent
-        when the response ends, so it still checks the framing and ends the exchange.
-        """
-        if request.method == "HEAD" or response.status in (204, 304):
-            return _NO_BODY, 0
-        headers = response.headers
-        if "transfer-encoding" not in headers:
-            length = headers.get("content-length")
-            if length is not None:  # h11 has validated it
-                return _LENGTH, int(length.partition(",")[0])
-        version = self._h11.their_http_version
-        if version is not None and version >= b"1.1":
-            return _CHUNKED, 0
-        return _CLOSE, 0
 
     def response_deadline(self) -> float:
         """The RESPONSE_TIMEOUT deadline of the request being handled (``request.deadline``)."""
@@ -558,19 +503,19 @@ class Connection:
     async def send_data(self, response: ResponseStream, data: bytes) -> None:
         """Send a piece of a streamed response body."""
         request = self._current(response)
-        framing = self._framing
+        framing = self._engine.framing
         size = len(data)
-        if framing == _CHUNKED:
+        if framing is Framing.CHUNKED:
             self._body_sent += size
             # One buffer: copying the piece costs less than the kernel's three-part writev.
-            await self._send(b"%x\r\n%b\r\n" % (size, data))
-        elif framing == _LENGTH:
+            await self._send(self._engine.chunk(data))
+        elif framing is Framing.LENGTH:
             if size > self._body_left:
                 await self._framing_error(request, "more data than its Content-Length")
             self._body_left -= size
             self._body_sent += size
             await self._send(data)
-        elif framing == _CLOSE:
+        elif framing is Framing.CLOSE:
             self._body_sent += size
             await self._send(data)
         elif request.method != "HEAD":  # a 204 or 304 has no body
@@ -579,18 +524,12 @@ class Connection:
     async def send_end(self, response: ResponseStream) -> None:
         """End a streamed response."""
         request = self._current(response)
-        conn = self._h11
-        try:
-            if self._body_sent:
-                # Tell h11 what was written, with a stand-in object that has only a
-                # length (h11 supports this for sendfile); it checks Content-Length.
-                written = cast(bytes, _Written(self._body_sent))
-                conn.send_with_data_passthrough(h11.Data(data=written))
-            out = conn.send(h11.EndOfMessage())
-        except h11.LocalProtocolError as exc:
-            await self._framing_error(request, str(exc))
-        if out:
-            await self._send(out)
+        if self._engine.framing is Framing.LENGTH and self._body_left:
+            await self._framing_error(request, "fewer bytes than its Content-Length")
+        end = self._engine.end_of_body()
+        if end:
+            await self._send(end)
+        self._response_done = True
 
     # -- files ------------------------------------------------------------------------
 
@@ -608,16 +547,16 @@ class Connection:
         try:
             stream = request.respond(response.status, response.headers)
             await stream.send(b"")  # the head, after the response middleware
-            framing = self._framing
-            if framing != _NO_BODY and file_fd is not None:
+            framing = self._engine.framing
+            if framing is not Framing.NONE and file_fd is not None:
                 # How much to send: what the head promised, or the range, or all there
                 # is (but at least what the headers' size promised: a file that shrank
                 # cannot be sent as if complete).
-                count = self._body_left if framing == _LENGTH else response.length
+                count = self._body_left if framing is Framing.LENGTH else response.length
                 self._file_least = response.size - response.start if count is None else 0
                 offset = response.start
                 rest: tuple[int, int | None] | None = (offset, count)
-                if framing != _CHUNKED and self._fd is not None and _HAS_SENDFILE:
+                if framing is not Framing.CHUNKED and self._transport.can_sendfile:
                     rest = await self._sendfile(request, file_fd, offset, count)
                 if rest is not None:
                     await self._copy_file(request, file_fd, *rest, response.chunk_size)
@@ -641,21 +580,20 @@ class Connection:
         sent, or the offset and count still to send when this file cannot be sent with
         ``sendfile`` (then the caller reads and sends the rest).
         """
-        fd = self._fd
-        assert fd is not None
+        transport = self._transport
         while count is None or count > 0:
             piece = _SENDFILE_PIECE if count is None else min(count, _SENDFILE_PIECE)
             try:
-                sent = os.sendfile(fd, file_fd, offset, piece)
+                sent = transport.sendfile(file_fd, offset, piece)
             except BlockingIOError:
                 # The client has not taken what was sent: WRITE_TIMEOUT bounds each wait.
                 self.phase, self._scope.deadline = Phase.WRITING, self._write_deadline()
-                await trio.lowlevel.wait_writable(fd)
+                await transport.wait_writable()
                 if self._scope.cancel_called:  # WRITE_TIMEOUT passed as it woke
                     await trio.lowlevel.checkpoint()
                 self.phase, self._scope.deadline = Phase.STREAMING, math.inf
                 continue
-            except (BrokenPipeError, ConnectionResetError):
+            except TransportLost:
                 await self._lost()
             except OSError as exc:
                 if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
@@ -676,7 +614,7 @@ class Connection:
         self, request: Request, file_fd: int, offset: int, count: int | None, chunk_size: int
     ) -> None:
         """Read the file in ``chunk_size`` pieces and send each (TLS, tests, chunked)."""
-        chunked = self._framing == _CHUNKED
+        chunked = self._engine.framing is Framing.CHUNKED
         # One buffer for the whole file, with room for a chunk's framing around the data
         # so that a piece goes out in one write, without a copy.
         room = 18 if chunked else 0  # up to 16 hex digits and CRLF
@@ -710,30 +648,27 @@ class Connection:
 
         ``last``: nothing follows in this cycle, so the phase needs no restoring.
         """
-        fd = self._fd
-        if fd is not None:
-            # Plain TCP: try the write now. When the kernel takes it all (the usual
-            # case) there is nothing to wait for, so no deadline to arm and no trip
-            # through the scheduler.
-            size = len(data)
-            try:
-                sent = os.write(fd, data)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                await self._lost()
-            if sent == size:
-                if not last:  # (else the wait for the next head checkpoints)
-                    await self._wrote(size)
-                return
-            rest = memoryview(data)[sent:]  # the rest, without a copy
-        else:
-            rest = memoryview(data)
+        # Try the write now (plain TCP). When the kernel takes it all (the usual case)
+        # there is nothing to wait for, so no deadline to arm and no trip through the
+        # scheduler.
+        try:
+            sent = self._transport.write_nowait(data)
+        except TransportLost:
+            await self._lost()
+        size = len(data)
+        if sent == size:
+            if not last:  # (else the wait for the next head checkpoints)
+                await self._wrote(size)
+            return
+        rest = memoryview(data)[sent:]  # the rest, without a copy
         phase = self.phase
         deadline = self._scope.deadline
         self.phase = Phase.WRITING
         self._scope.deadline = _deadline(self._config.WRITE_TIMEOUT)
-        await self._send_all(rest)
+        try:
+            await self._transport.send_all(rest)
+        except TransportLost:
+            await self._lost()
         if last:
             return
         if self._scope.cancel_called:  # WRITE_TIMEOUT passed as the send completed
@@ -757,12 +692,6 @@ class Connection:
             self._unyielded = 0
             await trio.lowlevel.checkpoint()
 
-    async def _send_all(self, data: bytes | memoryview) -> None:
-        try:
-            await self._stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            await self._lost()
-
     async def _framing_error(self, request: Request, problem: str) -> NoReturn:
         """The body does not fit the response's framing: abort, and log why."""
         log.error("%s: the handler sent %s; aborting the connection", request, problem)
@@ -779,60 +708,55 @@ class Connection:
 
     async def _send_error(self, status: int, message: str) -> None:
         """Answer a request that got no response from a handler, then close."""
-        conn = self._h11
-        if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        if self._head_sent:
             return
-        self._must_close = True
+        self._end(Ending.CLOSE)
         response = self._app._default_error_response(HTTPError(message, status_code=status))
         headers = _encode_headers(response)
         headers.append((b"content-length", str(len(response.body)).encode()))
-        self._extra_headers(headers)
-        data = conn.send(
-            h11.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
-        )
-        if self._head_method != b"HEAD":  # h11 parsed a HEAD: the head only
-            data += conn.send(h11.Data(data=response.body))
-        data += conn.send(h11.EndOfMessage())
+        data = self._response_head(status, headers)
+        if self._engine.framing is not Framing.NONE:  # (a refused HEAD: the head only)
+            data += response.body
         # Outside the connection scope (it may have fired): a deadline of its own.
         with (
             trio.move_on_after(self._config.WRITE_TIMEOUT),
-            contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
+            contextlib.suppress(TransportLost),
         ):
-            await self._stream.send_all(data)
+            await self._transport.send_all(data)
 
     # -- the reader task --------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        conn = self._h11
+        engine = self._engine
         try:
             while True:
                 try:
-                    event = conn.next_event()
-                except h11.RemoteProtocolError as exc:
+                    event = engine.next_event()
+                except ProtocolError as exc:
                     self._protocol_error(exc)
                     return
-                if event is h11.NEED_DATA:
-                    if self.phase is Phase.IDLE and conn.trailing_data[0]:
+                if type(event) is Data:
+                    if not await self._push_body(event.data):
+                        return
+                elif event is NEED_DATA:
+                    if self._body_stream is not None and not self._check_declared():
+                        return
+                    if self.phase is Phase.IDLE and engine.buffered:
                         # The first bytes of a head: REQUEST_TIMEOUT for the rest of it.
                         self.phase = Phase.HEAD
                         self._scope.deadline = _deadline(self._config.REQUEST_TIMEOUT)
                     if not await self._receive():
                         return
-                elif event is h11.PAUSED:
-                    if conn.trailing_data[0]:
-                        # A pipelined request waits: read no more until its turn.
-                        await self._cycle_started.wait()
-                        self._cycle_started = trio.Event()
-                    elif not await self._receive():
+                elif type(event) is RequestHead:
+                    if not self._start_request(event):
                         return
-                elif type(event) is h11.Request:
-                    if not await self._start_request(event):
-                        return
-                elif type(event) is h11.Data:
-                    await self._push_body(event.data)
-                elif type(event) is h11.EndOfMessage:
+                elif event is END_OF_BODY:
                     self._end_body()
-                else:  # ConnectionClosed
+                elif event is PAUSED:
+                    # A pipelined request waits: read no more until its turn.
+                    await self._cycle_started.wait()
+                    self._cycle_started = trio.Event()
+                else:  # PEER_CLOSED
                     self._client_gone()
                     return
         finally:
@@ -848,24 +772,20 @@ class Connection:
     def _read_idle_deadline(self) -> float:
         # A client waiting for 100 Continue sends nothing until the handler reads: that
         # silence is ours, not a stall, so the clock starts once 100 Continue is out.
-        if self._h11.they_are_waiting_for_100_continue:
+        if self._engine.waiting_for_continue:
             return math.inf
         return _deadline(self._read_idle_timeout)
 
     async def _receive(self) -> bool:
-        """Read the next bytes into h11; False when the reader must stop."""
+        """Read the next bytes into the engine; False when the reader must stop."""
         data = await self._read_some()
         if data is None:
             return False
         if not data:
+            # EOF: in the middle of a request or between two, nobody is left to answer.
             self._client_gone()
             return False
-        if self._chunks is not None and not self._scan_chunks(data):
-            return False
-        if self._reading_head:
-            # Usually the whole head comes in one read: then no copy at all.
-            self._head_raw = self._head_raw + data if self._head_raw else data
-        self._h11.receive_data(data)
+        self._engine.receive_data(data)
         return True
 
     async def _read_some(self) -> bytes | None:
@@ -876,139 +796,69 @@ class Connection:
         neither a trip through the scheduler nor a cancel scope.
         """
         size = self._config.REQUEST_BUFFER_SIZE
-        fd = self._fd
-        while True:
-            if fd is not None:
-                try:
-                    return os.read(fd, size)
-                except BlockingIOError:
-                    pass
-                except OSError:  # a reset
-                    return b""
-            try:
-                if self._body_send is None:
-                    if fd is None:
-                        return bytes(await self._stream.receive_some(size))
-                    await trio.lowlevel.wait_readable(fd)
-                    continue
-                # A body is being read: READ_IDLE_TIMEOUT bounds the wait for its bytes.
-                with trio.CancelScope(deadline=self._read_idle_deadline()) as scope:
-                    self._body_read_scope = scope
-                    if fd is None:
-                        data = bytes(await self._stream.receive_some(size))
-                    else:
-                        await trio.lowlevel.wait_readable(fd)
-                self._body_read_scope = None
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return b""
-            if scope.cancelled_caught:
-                # No body byte for READ_IDLE_TIMEOUT: cancel the handler; 408 if it had
-                # not started its response, else the connection just closes.
-                log.info("request body from %s:%s stalled", *self._client)
-                self._read_idle_expired = True
-                if not self._timing_out:  # (else it would cut that timeout's answer)
-                    self._scope.cancel()
-                return None
-            if fd is None:
-                return data
+        transport = self._transport
+        data = transport.read_nowait(size)
+        if data is not None:
+            return data
+        if self._body_send is None:
+            return await transport.receive(size)
+        # A body is being read: READ_IDLE_TIMEOUT bounds the wait for its bytes.
+        with trio.CancelScope(deadline=self._read_idle_deadline()) as scope:
+            self._body_read_scope = scope
+            data = await transport.receive(size)
+        self._body_read_scope = None
+        if scope.cancelled_caught:
+            # No body byte for READ_IDLE_TIMEOUT: cancel the handler; 408 if it had
+            # not started its response, else the connection just closes.
+            log.info("request body from %s:%s stalled", *self._client)
+            self._read_idle_expired = True
+            if not self._timing_out:  # (else it would cut that timeout's answer)
+                self._scope.cancel()
+            return None
+        return data
 
-    def _scan_chunks(self, data: bytes | bytearray) -> bool:
-        """Check the chunk lines in ``data`` before h11 sees it; False to stop reading."""
-        chunks = self._chunks
-        assert chunks is not None
-        try:
-            chunks.feed(data)
-        except ChunkError as exc:
-            self._protocol_error(h11.RemoteProtocolError(str(exc), exc.status_code))
-            return False
-        if chunks.done:
-            self._chunks = None
-        stream = self._body_stream
-        if stream is not None:
-            stream.declared = chunks.declared
-            if stream.max_size is not None and chunks.declared > stream.max_size:
-                # A chunk announced more than the limit allows: read none of it. The
-                # handler's next read raises the 413, and the connection closes.
-                log.info("chunked body from %s:%s announced too much", *self._client)
-                stream.error = stream._too_large()
-                self._must_close = True
-                self._end_body()
-                return False
-        return True
-
-    async def _start_request(self, event: h11.Request) -> bool:
+    def _start_request(self, head: RequestHead) -> bool:
         """Hand a request head over with its body stream; False to stop reading."""
-        self._head_method = event.method
-        # h11 limits only heads still incomplete in its buffer; count every head.
-        size = len(event.method) + len(event.target) + 12
-        content_length = None
-        chunked = False
-        expectation = None
-        for name, value in event.headers:
-            size += len(name) + len(value) + 4
-            if name == b"content-length":
-                content_length = int(value)
-            elif name == b"transfer-encoding":
-                chunked = True
-            elif name == b"expect" and value.lower() != b"100-continue":
-                expectation = value
-        limit = self._config.REQUEST_MAX_HEADER_SIZE
-        if size > limit:
-            # RFC 9110 15.5.15: a request line alone over the limit is a 414.
-            line = len(event.method) + len(event.target) + 12
-            error = (
-                h11.RemoteProtocolError("request target too long", error_status_hint=414)
-                if line > limit
-                else h11.RemoteProtocolError("request head too large", error_status_hint=431)
-            )
-            self._protocol_error(error)
-            return False
-        raw = self._head_raw
-        self._head_raw = b""
-        refused = check_head(event, raw[: head_end(raw)])
-        if refused is not None:
-            self._protocol_error(refused)
-            return False
-        if expectation is not None:
-            # RFC 9110 10.1.1: 100-continue is the only expectation there is.
-            message = f"unsupported expectation {expectation.decode('latin-1')!r}"
-            self._protocol_error(h11.RemoteProtocolError(message, error_status_hint=417))
-            return False
         self._reading_head = False
-        # The body bytes already received, for the chunk scanner: h11 is about to
-        # consume some of them.
-        pending = self._h11.trailing_data[0] if chunked else b""
-        following: Any
-        try:
-            following = self._h11.next_event()
-        except h11.RemoteProtocolError as exc:
-            following = exc
-        if type(following) is h11.EndOfMessage:
-            self._heads_send.send_nowait((event, RequestStream(None, None, None, None)))
+        if not head.has_body:
+            self._heads_send.send_nowait((head, RequestStream(None, None, None, None)))
             return True
         self._read_idle_timeout = None
         send, receive = trio.open_memory_channel[bytes](self._config.REQUEST_QUEUE_SIZE)
-        stream = RequestStream(receive, content_length, None, self._continue)
+        stream = RequestStream(receive, head.content_length, None, self._continue)
         self._body_send, self._body_stream = send, stream
         self._body_done = trio.Event()
         self._discarded = 0
-        self._heads_send.send_nowait((event, stream))
-        if chunked:
-            self._chunks = ChunkScanner(self._config.REQUEST_MAX_HEADER_SIZE)
-            if pending and not self._scan_chunks(pending):
-                return False
-        if type(following) is h11.Data:
-            await self._push_body(following.data)
-        elif isinstance(following, h11.RemoteProtocolError):
-            self._protocol_error(following)
+        self._heads_send.send_nowait((head, stream))
+        return True
+
+    def _check_declared(self) -> bool:
+        """Whether the body the client announced so far fits the limit; False to stop."""
+        stream = self._body_stream
+        assert stream is not None
+        declared = self._engine.declared
+        stream.declared = declared
+        if stream.max_size is not None and declared > stream.max_size:
+            # The client announced more than the limit allows: read none of it. The
+            # handler's next read raises the 413, and the connection closes.
+            log.info("request body from %s:%s announced too much", *self._client)
+            stream.error = stream._too_large()
+            self._end(Ending.CLOSE)
+            self._end_body()
             return False
         return True
 
-    async def _push_body(self, data: bytes | bytearray) -> None:
+    async def _push_body(self, data: bytes) -> bool:
+        """Hand body bytes to the handler's channel; False when the reader must stop."""
+        if self._body_stream is not None and not self._check_declared():
+            return False
         size = self._config.REQUEST_BUFFER_SIZE
-        view = memoryview(data)
-        for start in range(0, len(data), size):
-            piece = bytes(view[start : start + size])  # the one copy out of h11's buffer
+        if len(data) <= size:
+            pieces: Any = (data,)  # the usual case: handed on as it was read, no copy
+        else:
+            view = memoryview(data)
+            pieces = (bytes(view[i : i + size]) for i in range(0, len(data), size))
+        for piece in pieces:
             if self._body_send is not None:
                 try:
                     await self._body_send.send(piece)
@@ -1020,12 +870,12 @@ class Connection:
         if self._discarded > self._config.REQUEST_MAX_SIZE:
             # Too much left unread to drain for keep-alive: give up on this connection.
             log.debug("unread request body too large to drain; closing")
-            self._must_close = True
+            self._end(Ending.CLOSE)
             self._end_body()
             await trio.sleep_forever()
+        return True
 
     def _end_body(self) -> None:
-        self._chunks = None
         if self._body_send is not None:
             self._body_send.close()
             self._body_send = None
@@ -1035,25 +885,21 @@ class Connection:
 
     async def _continue(self) -> None:
         """Send ``100 Continue`` when the handler first reads a body the client holds back."""
-        if self._h11.they_are_waiting_for_100_continue and not self._head_sent:
-            continue_ = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
-            await self._send(self._h11.send(continue_))
+        engine = self._engine
+        if engine.waiting_for_continue and not self._head_sent:
+            await self._send(engine.informational_continue())
             self._set_read_idle_timeout(self._read_idle_timeout)  # the clock starts now
 
-    def _protocol_error(self, exc: h11.RemoteProtocolError) -> None:
-        self._must_close = True
-        if exc.error_status_hint == 431 and self._reading_head and b"\n" not in self._head_raw:
-            # h11 gave up on a head over the limit before its request line ended.
-            exc = h11.RemoteProtocolError("request target too long", error_status_hint=414)
+    def _protocol_error(self, exc: ProtocolError) -> None:
+        self._end(Ending.CLOSE)
         if self._body_stream is not None:
             # Malformed body framing: the handler's next read raises a 400.
-            self._body_stream.error = HTTPError(str(exc), status_code=exc.error_status_hint)
+            self._body_stream.error = HTTPError(str(exc), status_code=exc.status_code)
             self._end_body()
         elif self._reading_head:
             self._reading_head = False
             self._heads_send.send_nowait(exc)
 
     def _client_gone(self) -> None:
-        self._gone = True
-        self._must_close = True
+        self._end(Ending.GONE)
         self._scope.cancel()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._connection import Connection, _http_date
+from ._engine import Engine
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -24,7 +25,7 @@ if sys.version_info < (3, 11):  # pragma: no cover
 if TYPE_CHECKING:
     from ._app import App
 
-__all__ = ["Server", "open_listeners", "run", "serve_listeners"]
+__all__ = ["Server", "engine_class", "open_listeners", "run", "serve_listeners"]
 
 log = logging.getLogger("trioweb")
 
@@ -35,9 +36,11 @@ _ACCEPT_CAPACITY_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBU
 class Server:
     """A running server, as given by ``await nursery.start(app.serve, host, 0)``."""
 
-    def __init__(self, addresses: list[tuple[str, int]]) -> None:
+    def __init__(self, addresses: list[tuple[str, int]], engine: type[Engine]) -> None:
         #: Every bound (host, port).
         self.addresses = addresses
+        #: The HTTP engine class each connection gets an instance of.
+        self.engine = engine
         self.closing = False
         self._shutdown = trio.Event()
         self._connections: set[Connection] = set()
@@ -86,6 +89,26 @@ async def open_listeners(
     return _wrap_ssl(listeners, ssl)
 
 
+def engine_class(name: str) -> type[Engine]:
+    """The engine ``HTTP_ENGINE`` names: "auto", "h11" or "httptools"."""
+    if name not in ("auto", "h11", "httptools"):
+        raise ValueError(f"HTTP_ENGINE must be 'auto', 'h11' or 'httptools', not {name!r}")
+    if name != "h11":
+        try:
+            from ._httptools_engine import HttptoolsEngine
+        except ImportError:
+            if name == "httptools":
+                raise RuntimeError(
+                    "HTTP_ENGINE is 'httptools' but httptools is not installed: "
+                    "pip install 'trioweb[speed]'"
+                ) from None
+        else:
+            return HttptoolsEngine
+    from ._h11_engine import H11Engine
+
+    return H11Engine
+
+
 def _check_ssl(ssl: Any) -> None:
     if ssl is not None and not isinstance(ssl, _ssl.SSLContext):
         raise TypeError("ssl= takes an ssl.SSLContext")
@@ -130,11 +153,12 @@ async def serve_listeners(
     ``GRACEFUL_SHUTDOWN_TIMEOUT``, cancel the rest and the app nursery,
     ``after_server_stop``.
     """
+    engine = engine_class(app.config.HTTP_ENGINE)  # before binding anything: fail early
     addresses = []
     for listener in listeners:
         sock = _socket_of(listener)
         addresses.append(_address(sock.getsockname()) if sock is not None else ("memory", 0))
-    server = Server(addresses)
+    server = Server(addresses, engine)
     scheme = "https" if isinstance(listeners[0], trio.SSLListener) else "http"
     try:
         async with trio.open_nursery() as outer:
@@ -171,7 +195,13 @@ async def _serve_connections(
                 acceptors.start_soon(_accept_loop, app, server, listener, connections, scheme)
             for host, port in server.addresses:
                 shown = f"[{host}]" if ":" in host else host
-                log.info("Serving on %s://%s:%d", scheme, shown, port)
+                log.info(
+                    "Serving on %s://%s:%d (HTTP engine: %s)",
+                    scheme,
+                    shown,
+                    port,
+                    server.engine.name,
+                )
             if await server._starting(app, "after_server_start"):
                 task_status.started(server)
             await server._shutdown.wait()
@@ -226,7 +256,8 @@ async def _serve_connection(
     if len(server._connections) >= app.config.MAX_CONNECTIONS:
         await _refuse(stream, client)
         return
-    connection = Connection(app, server, stream, client, scheme)
+    engine = server.engine(app.config.REQUEST_MAX_HEADER_SIZE)
+    connection = Connection(app, server, stream, client, scheme, engine)
     server._connections.add(connection)
     if server.closing:  # accepted just before the listeners closed
         connection.close_if_idle()
