@@ -41,8 +41,8 @@ import trio
 import trustme
 from _helpers import DEADLINE, SERVER_DEADLINE, TRANSPORTS, RawClient, Response, Served, serving
 
-import trioweb._transport
 import trioweb._files
+import trioweb._transport
 from trioweb import App, Request
 from trioweb.response import FileResponse, HTTPResponse, file, file_stream, text
 
