@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import trio
@@ -167,3 +172,75 @@ async def test_connections_never_accepted_are_closed_with_the_listener() -> None
     with trio.fail_after(5):
         for stream in streams:
             assert await stream.receive_some() == b""
+
+
+# The plugin is loaded by every pytest run in an environment that has trioweb, with or
+# without the test extra. These runs make httpx unimportable (a None in sys.modules,
+# set by a sitecustomize on PYTHONPATH) to play an install without the extra.
+def run_pytest_without_httpx(tmp_path: Path, test_file: str, *args: str) -> str:
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text("import sys\nsys.modules['httpx'] = None\n")
+    (tmp_path / "test_it.py").write_text(textwrap.dedent(test_file))
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    env = {**os.environ, "PYTHONPATH": str(shim), "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("PYTEST_ADDOPTS", None)
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", *args]
+    done = subprocess.run(
+        [*command, "test_it.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return f"exit {done.returncode}\n{done.stdout}{done.stderr}"
+
+
+def test_plugin_costs_nothing_without_the_test_extra(tmp_path: Path) -> None:
+    # No pytest-trio either: the whole extra is missing, only pytest is there.
+    output = run_pytest_without_httpx(
+        tmp_path,
+        """
+        import sys
+
+        import pytest
+
+        def test_trivial(request):
+            assert request.config.pluginmanager.has_plugin("trioweb")  # it was loaded
+            with pytest.raises(ModuleNotFoundError):
+                import httpx
+            assert "trioweb.testing" not in sys.modules
+        """,
+        "-p",
+        "no:trio",
+    )
+    assert output.startswith("exit 0\n"), output
+    assert "1 passed" in output, output
+
+
+def test_client_fixture_without_the_test_extra_names_it(tmp_path: Path) -> None:
+    output = run_pytest_without_httpx(
+        tmp_path,
+        """
+        import pytest
+        from trioweb import App
+
+        @pytest.fixture
+        def app():
+            return App("no-extra")
+
+        def test_without_client():
+            pass
+
+        async def test_with_client(client):
+            pass
+        """,
+        "-o",
+        "trio_mode=true",
+    )
+    assert output.startswith("exit 1\n"), output
+    # pytest-trio sets fixtures up inside the test run: a failure, not an error.
+    assert "1 failed, 1 passed" in output, output
+    assert "pip install 'trioweb[test]'" in output, output
+    assert "trioweb.testing needs httpx" in output, output

@@ -16,8 +16,15 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import h11
-import httpx
 import trio
+
+try:
+    import httpx
+except ModuleNotFoundError as exc:  # the test extra is not installed
+    raise ModuleNotFoundError(
+        "trioweb.testing needs httpx, from trioweb's test extra: pip install 'trioweb[test]'",
+        name=exc.name,
+    ) from exc
 
 from ._server import Server, serve_listeners
 
