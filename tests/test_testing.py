@@ -17,6 +17,9 @@ from trioweb import App
 from trioweb.response import text
 from trioweb.testing import TestClient, _MemoryListener, memory_pipe_pair
 
+if sys.version_info < (3, 11):
+    from exceptiongroup import ExceptionGroup
+
 
 @pytest.fixture
 def app():
@@ -244,3 +247,141 @@ def test_client_fixture_without_the_test_extra_names_it(tmp_path: Path) -> None:
     assert "1 failed, 1 passed" in output, output
     assert "pip install 'trioweb[test]'" in output, output
     assert "trioweb.testing needs httpx" in output, output
+
+
+def upload_app() -> App:
+    """``POST /count`` reads the whole upload and says how long it was and in how many
+    pieces it came; ``POST /echo`` streams the upload back as it arrives."""
+    app = App("uploads")
+
+    @app.post("/count", stream=True)
+    async def count(request):
+        pieces = [piece async for piece in request.stream]
+        return text(f"{sum(map(len, pieces))} bytes in {len(pieces)} pieces")
+
+    @app.post("/echo", stream=True)
+    async def echo(request):
+        async with request.respond() as resp:
+            async for piece in request.stream:
+                await resp.send(piece)
+
+    return app
+
+
+async def test_an_error_inside_the_block_comes_out_as_itself() -> None:
+    with pytest.raises(ValueError, match="from the test"):
+        async with TestClient(upload_app()) as client:
+            assert (await client.post("/count", content=b"abc")).status_code == 200
+            raise ValueError("from the test")
+
+
+async def test_an_error_inside_the_block_stays_grouped_when_the_server_failed_too() -> None:
+    app = upload_app()
+
+    @app.after_server_stop
+    async def fail(app_):
+        raise RuntimeError("the server failed too")
+
+    # Two errors: unwrapping would drop one of them.
+    with pytest.raises(ExceptionGroup) as info:
+        async with TestClient(app):
+            raise ValueError("from the test")
+    assert info.group_contains(ValueError, match="from the test")
+    assert info.group_contains(RuntimeError, match="the server failed too")
+
+
+async def test_an_upload_error_is_raised_by_its_own_call_only() -> None:
+    failed = trio.Event()
+    answers = []
+
+    async def failing():
+        yield b"x" * 1000
+        raise ValueError("the upload broke")
+
+    async def fine():
+        yield b"y" * 1000
+        await failed.wait()  # still uploading while the other upload fails
+        yield b"y" * 1000
+
+    async def failing_call(client: TestClient) -> None:
+        with pytest.raises(ValueError, match="the upload broke"):
+            await client.post("/count", content=failing())
+        failed.set()
+
+    async def fine_call(client: TestClient) -> None:
+        answers.append((await client.post("/count", content=fine())).text)
+
+    with trio.fail_after(10):
+        async with TestClient(upload_app()) as client:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(fine_call, client)
+                nursery.start_soon(failing_call, client)
+            assert answers[0].startswith("2000 bytes in ")
+            # The client and its server are still fine.
+            assert (await client.post("/count", content=b"abc")).text == "3 bytes in 1 pieces"
+
+
+async def test_an_upload_error_after_the_response_head_is_raised_reading_the_body() -> None:
+    head_arrived = trio.Event()
+
+    async def failing():
+        yield b"x" * 1000
+        await head_arrived.wait()
+        raise ValueError("the upload broke")
+
+    with trio.fail_after(10):
+        async with TestClient(upload_app()) as client:
+            async with client.stream("POST", "/echo", content=failing()) as response:
+                assert response.status_code == 200
+                head_arrived.set()
+                with pytest.raises(ValueError, match="the upload broke"):
+                    await response.aread()
+            assert (await client.post("/echo", content=b"abc")).text == "abc"
+
+
+async def test_hand_over_pipe_passes_each_send_whole() -> None:
+    # buffer_size=0 buffers nothing, yet a send is not handed over byte by byte.
+    one, two = memory_pipe_pair(buffer_size=0)
+    chunks = []
+
+    async def receive() -> None:
+        while sum(map(len, chunks)) < 65536:
+            chunks.append(await two.receive_some(65536))
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receive)
+            await one.send_all(b"x" * 65536)
+    assert [len(chunk) for chunk in chunks] == [65536]
+
+
+async def test_hand_over_send_returns_once_the_reader_took_all_of_it() -> None:
+    one, two = memory_pipe_pair(buffer_size=0)
+    record: list[int | str] = []
+
+    async def send() -> None:
+        await one.send_all(b"x" * 3000)
+        record.append("sent")
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send)
+            for _ in range(3):
+                await trio.testing.wait_all_tasks_blocked()
+                record.append(len(await two.receive_some(1000)))
+    assert record == [1000, 1000, 1000, "sent"]
+
+
+async def test_testclient_without_buffers_moves_an_upload_in_few_pieces() -> None:
+    with trio.fail_after(30):
+        async with TestClient(upload_app(), buffer_size=0) as client:
+            response = await client.post("/count", content=b"x" * 65536)
+            echoed = [0]
+            async with client.stream("POST", "/echo", content=b"x" * 65536) as r:
+                async for chunk in r.aiter_raw():
+                    echoed.append(len(chunk))
+    total, pieces = response.text.removesuffix(" pieces").split(" bytes in ")
+    assert total == "65536"
+    assert int(pieces) <= 4
+    assert sum(echoed) == 65536
+    assert len(echoed) <= 8
