@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from _helpers import TRANSPORTS, Response, Served, serving
+from _helpers import TRANSPORTS, Response, fetch, request_head, serving
 
 from trioweb import App, Blueprint
 
@@ -106,20 +106,6 @@ def static_app(root: Path, mount: str, index: str | None = "index.html") -> App:
         bp.static("/", root, index=index)
         app.blueprint(bp)
     return app
-
-
-def request_head(method: str, target: str, headers: list[str] | None = None) -> bytes:
-    lines = [f"{method} {target} HTTP/1.1", "Host: test", *(headers or [])]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-async def fetch(
-    served: Served, target: str, headers: list[str] | None = None, method: str = "GET"
-) -> Response:
-    """One request, its target sent exactly as given, on a new connection."""
-    async with served.connect() as client:
-        await client.send(request_head(method, target, headers))
-        return await client.read_response(method)
 
 
 @pytest.fixture(params=TRANSPORTS)
