@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _helpers import TRANSPORTS, fetch, serving
+from _helpers import TRANSPORTS, fetch, request_head, serving
 
 from trioweb import App, Request
 from trioweb._routing import normalize_path
@@ -249,6 +249,13 @@ async def test_a_path_climbing_above_the_root_is_400(transport: str, form: str) 
         for path, status in [("/a/c/..", 404), ("/a/..", 404), ("/a/c/../c", 200)]:
             response = await fetch(served, target_in(form, path))
             assert response.status == status, path
+        # The framing was sound: the connection goes on to the next request.
+        async with served.connect() as client:
+            await client.send(request_head("GET", target_in(form, "/../a/c")))
+            refused = await client.read_response()
+            await client.send(request_head("GET", target_in(form, "/a/c")))
+            served_next = await client.read_response()
+    assert (refused.status, served_next.status) == (400, 200)
 
 
 # -- root= ---------------------------------------------------------------------------------
