@@ -38,7 +38,7 @@ import trio
 
 from ._chunked import ChunkError, ChunkScanner
 from ._files import FileReader
-from ._routing import DEFAULT, Limit, Route
+from ._routing import DEFAULT, Limit, Route, normalize_path
 from ._strict import check_head, head_end
 from .errors import HTTPError, NotFound, PayloadTooLarge, RequestTimeout, ServiceUnavailable
 from .request import Request, RequestStream
@@ -316,7 +316,8 @@ class Connection:
         app = self._app
         response: HTTPResponse | None
         try:
-            route, params = app.router.match(request.method, request.raw_path)
+            request._path = path = normalize_path(request.raw_path)
+            route, params = app.router.match(request.method, path)
             request.route = route
             response = await self._run_handler(request, route, params)
             if isinstance(response, FileResponse):
