@@ -385,6 +385,60 @@ def test_exception_decorator_needs_a_class():
         app.exception()
 
 
+class QuotaExceeded(Exception):
+    pass
+
+
+def answering_app(status: int) -> App:
+    """An app whose handlers raise, and whose exception handlers answer with ``status``."""
+    app = App("answered")
+
+    @app.exception(FileNotFoundError, QuotaExceeded, ServiceUnavailable)
+    async def answer(request, exc):
+        return text(f"answered {type(exc).__name__}", status=status)
+
+    @app.get("/file")
+    async def missing_file(request):
+        raise FileNotFoundError("no-such-file")
+
+    @app.get("/quota")
+    async def quota(request):
+        raise QuotaExceeded("100 per minute")
+
+    @app.get("/busy")
+    async def busy(request):
+        raise ServiceUnavailable("later")
+
+    return app
+
+
+async def test_an_exception_a_handler_answers_is_logged_at_debug_only(caplog):
+    caplog.set_level(logging.DEBUG, logger="trioweb")
+    async with TestClient(answering_app(404)) as client:
+        caplog.clear()  # the server's start
+        for path in ("/file", "/quota", "/busy"):
+            response = await client.get(path)
+            assert response.status_code == 404
+            assert response.text.startswith("answered")
+        records = [r for r in caplog.records if r.name.startswith("trioweb")]
+    assert [r for r in records if r.levelno > logging.DEBUG] == []
+    # Still there for whoever debugs it, with the traceback.
+    answered = {r.exc_info[0] for r in records if r.exc_info}
+    assert answered == {FileNotFoundError, QuotaExceeded, ServiceUnavailable}
+
+
+async def test_an_exception_a_handler_answers_with_a_5xx_is_still_logged(caplog):
+    """A catch-all handler that formats 500s must not hide the bug behind them."""
+    caplog.set_level(logging.DEBUG, logger="trioweb")
+    async with TestClient(answering_app(500)) as client:
+        assert (await client.get("/file")).status_code == 500
+        assert (await client.get("/busy")).status_code == 500
+    crash = [r for r in caplog.records if r.exc_info and r.exc_info[0] is FileNotFoundError]
+    assert [r.levelno for r in crash] == [logging.ERROR]
+    busy = [r for r in caplog.records if "later" in r.getMessage()]
+    assert [r.levelno for r in busy] == [logging.WARNING]
+
+
 # -- request middleware -------------------------------------------------------------------
 
 

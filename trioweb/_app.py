@@ -194,20 +194,32 @@ class App(RouteRegistrar):
         ``logged``: the caller has logged the reason already (a timeout).
         """
         chosen = _representative(exc)
-        if not isinstance(chosen, HTTPError):
-            log.error("error while handling %s", request, exc_info=exc)
-        elif chosen.status_code >= 500 and not logged:
-            log.warning("%s: %s %s", request, chosen.status_code, chosen)
         handler = self._find_error_handler(chosen)
         if handler is not None:
             try:
                 response = await handler(request, chosen)
                 if not isinstance(response, HTTPResponse):
                     raise TypeError(f"exception handler returned {response!r}, not a response")
-                return response
             except Exception as handler_exc:
+                _log_error(request, chosen, logged)
                 log.error("exception handler failed for %s", request, exc_info=handler_exc)
                 chosen = handler_exc
+            else:
+                if response.status < 500:
+                    # The application planned for it (a 404 for a missing file).
+                    log.debug(
+                        "%s: answered %r with %d",
+                        request,
+                        chosen,
+                        response.status,
+                        exc_info=chosen,
+                    )
+                else:
+                    # A handler that only formats server errors must not hide them.
+                    _log_error(request, chosen, logged)
+                return response
+        else:
+            _log_error(request, chosen, logged)
         return self._default_error_response(chosen)
 
     def _find_error_handler(self, exc: Exception) -> ErrorHandler | None:
@@ -229,6 +241,14 @@ class App(RouteRegistrar):
         if isinstance(exc, MethodNotAllowed):
             headers.setdefault("allow", ", ".join(exc.allowed))
         return text(body + "\n", status=status, headers=headers)
+
+
+def _log_error(request: Request, exc: Exception, logged: bool) -> None:
+    """Log an error no handler planned for: a crash with its traceback, a 5xx briefly."""
+    if not isinstance(exc, HTTPError):
+        log.error("error while handling %s", request, exc_info=exc)
+    elif exc.status_code >= 500 and not logged:
+        log.warning("%s: %s %s", request, exc.status_code, exc)
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:
