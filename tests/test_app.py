@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 
@@ -1089,3 +1090,81 @@ def test_config_passed_to_app():
     assert app.config.REQUEST_MAX_SIZE == 10
     assert app.config.MY_SETTING == "mine"
     assert app.config.RESPONSE_TIMEOUT == 60
+
+
+# -- handlers must be async def ----------------------------------------------------------------
+
+
+def plain(*args):
+    return text("never")
+
+
+def view_with(handler):
+    return type("PlainView", (HTTPMethodView,), {"get": handler}).as_view()
+
+
+def composition_with(handler):
+    view = CompositionView()
+    view.add(["GET"], handler)
+    return view
+
+
+REGISTRATIONS = {
+    "app.get": lambda app, f: app.get("/")(f),
+    "app.route": lambda app, f: app.route("/", ["POST"])(f),
+    "app.add_route": lambda app, f: app.add_route(f, "/"),
+    "bp.put": lambda app, f: Blueprint("bp").put("/", stream=True)(f),
+    "bp.add_route": lambda app, f: Blueprint("bp").add_route(f, "/"),
+    "HTTPMethodView": lambda app, f: app.add_route(view_with(f), "/"),
+    "CompositionView": lambda app, f: app.add_route(composition_with(f), "/"),
+    "exception": lambda app, f: app.exception(KeyError)(f),
+    "on_request": lambda app, f: app.on_request(f),
+    "on_response": lambda app, f: app.on_response(f),
+    "before_server_start": lambda app, f: app.before_server_start(f),
+    "after_server_start": lambda app, f: app.after_server_start(f),
+    "before_server_stop": lambda app, f: app.before_server_stop(f),
+    "after_server_stop": lambda app, f: app.after_server_stop(f),
+}
+
+
+@pytest.mark.parametrize("register", REGISTRATIONS.values(), ids=REGISTRATIONS)
+def test_a_plain_def_is_refused_at_registration(register):
+    app = App("plain")
+    with pytest.raises(TypeError, match="async def"):
+        register(app, plain)
+    assert app.router.routes == []
+
+
+class AsyncCallable:
+    async def __call__(self, request, **params):
+        return text("callable object")
+
+
+async def with_prefix(prefix, request):
+    return text(f"{prefix} partial")
+
+
+def logged(handler):
+    """A decorator that is a plain def around an async handler, as many are."""
+
+    @functools.wraps(handler)
+    def wrapper(*args, **kwargs):
+        return handler(*args, **kwargs)
+
+    return wrapper
+
+
+@logged
+async def decorated(request):
+    return text("decorated")
+
+
+async def test_async_callables_that_are_not_async_def_functions_are_accepted():
+    app = App("callables")
+    app.add_route(AsyncCallable(), "/object")
+    app.add_route(functools.partial(with_prefix, "a"), "/partial")
+    app.add_route(decorated, "/decorated")
+    async with TestClient(app) as client:
+        assert (await client.get("/object")).text == "callable object"
+        assert (await client.get("/partial")).text == "a partial"
+        assert (await client.get("/decorated")).text == "decorated"

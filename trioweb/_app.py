@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import trio
 
 from ._config import Config
-from ._routing import Route, Router, RouteRegistrar
+from ._routing import Route, Router, RouteRegistrar, require_async
 from .errors import HTTPError, MethodNotAllowed
 from .request import Request
 from .response import HTTPResponse, ResponseStream, text
@@ -77,6 +77,7 @@ class App(RouteRegistrar):
             raise TypeError("name at least one exception class")
 
         def decorator(handler: _F) -> _F:
+            require_async(handler, "exception handler")
             self._error_handlers.append((exceptions, handler))
             return handler
 
@@ -87,6 +88,7 @@ class App(RouteRegistrar):
 
         Returning a response answers the request without calling the handler.
         """
+        require_async(middleware, "request middleware")
         self._request_middleware.append(middleware)
         return middleware
 
@@ -96,10 +98,12 @@ class App(RouteRegistrar):
         It may change ``response.headers`` and ``response.status`` in place; for whole
         responses it may also return a replacement.
         """
+        require_async(middleware, "response middleware")
         self._response_middleware.append(middleware)
         return middleware
 
     def _listener(self, event: str, listener: _F) -> _F:
+        require_async(listener, f"{event} listener")
         self._listeners[event].append(listener)
         return listener
 
