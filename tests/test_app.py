@@ -824,6 +824,47 @@ async def test_app_nursery_outside_a_running_server_raises():
         app.nursery  # noqa: B018
 
 
+async def test_one_app_served_twice_has_one_nursery_per_server():
+    app = App("twice")
+    jobs = {}
+
+    async def job(tag, task_status=trio.TASK_STATUS_IGNORED):
+        jobs[tag] = "running"
+        task_status.started()
+        try:
+            await trio.sleep_forever()
+        finally:
+            jobs[tag] = "cancelled"
+
+    @app.post("/jobs/<tag>")
+    async def submit(request, tag):
+        await request.app.nursery.start(job, tag)
+        return text("started", status=202)
+
+    @app.after_server_start
+    async def background(app_):
+        await app_.nursery.start(job, f"listener {len(jobs)}")
+
+    with trio.fail_after(10):  # covers the shutdowns: every job must be cancelled
+        async with TestClient(app) as first:
+            async with TestClient(app) as second:
+                assert (await first.post("/jobs/first")).status_code == 202
+                assert (await second.post("/jobs/second")).status_code == 202
+                with pytest.raises(RuntimeError, match="2 servers"):
+                    app.nursery  # noqa: B018 (which one? only a server's tasks know)
+            # The second server's work stopped with it; the first's goes on.
+            assert jobs == {
+                "listener 0": "running",
+                "listener 1": "cancelled",
+                "first": "running",
+                "second": "cancelled",
+            }
+            assert (await first.post("/jobs/again")).status_code == 202
+            assert jobs["again"] == "running"
+            assert app.nursery is not None  # one server left: no doubt which
+    assert set(jobs.values()) == {"cancelled"}
+
+
 # -- blueprints -----------------------------------------------------------------------------
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
@@ -39,6 +42,21 @@ _LISTENER_EVENTS = (
 )
 
 
+class _ServerLife:
+    """One server's life of an app: its app nursery while the nursery is open."""
+
+    def __init__(self) -> None:
+        self.nursery: trio.Nursery | None = None
+
+
+# The server life, per app, of the task that reads it. A server sets it in its own
+# task, and Trio copies context variables into every task started from there
+# (connections, handlers, listeners, background tasks), so each finds its own server.
+_LIVES: ContextVar[Mapping[App, _ServerLife]] = ContextVar(
+    "trioweb_server_lives", default=MappingProxyType({})
+)
+
+
 class App(RouteRegistrar):
     """A trioweb application.
 
@@ -54,7 +72,8 @@ class App(RouteRegistrar):
         self._request_middleware: list[RequestMiddleware] = []
         self._response_middleware: list[ResponseMiddleware] = []
         self._listeners: dict[str, list[Listener]] = {e: [] for e in _LISTENER_EVENTS}
-        self._nursery: trio.Nursery | None = None
+        # Every server's life of this app that is running, in the order they started.
+        self._lives: list[_ServerLife] = []
 
     def __repr__(self) -> str:
         return f"<App {self.name!r}>"
@@ -132,11 +151,35 @@ class App(RouteRegistrar):
         """A nursery that lives as long as the server, for background tasks.
 
         Its tasks are cancelled when the server stops, after the last connection closed
-        and before the ``after_server_stop`` listeners run.
+        and before the ``after_server_stop`` listeners run. An app served by several
+        servers has one per server: handlers, middleware and listeners (and the tasks
+        they start) get their own server's. Elsewhere, such as the task that started
+        the server, it is the nursery of the one server running the app.
         """
-        if self._nursery is None:
+        life = _LIVES.get().get(self)
+        if life is None:  # not in a server's task
+            running = [life for life in self._lives if life.nursery is not None]
+            if len(running) > 1:
+                raise RuntimeError(
+                    f"{self!r} is served by {len(running)} servers: use app.nursery from "
+                    "a handler, middleware or listener, which knows its server"
+                )
+            life = running[0] if running else None
+        if life is None or life.nursery is None:
             raise RuntimeError("app.nursery exists only while the server runs")
-        return self._nursery
+        return life.nursery
+
+    @contextmanager
+    def _server_life(self) -> Iterator[_ServerLife]:
+        """Mark the calling task (and those it starts) as one server's life of the app."""
+        life = _ServerLife()
+        token = _LIVES.set(MappingProxyType({**_LIVES.get(), self: life}))
+        self._lives.append(life)
+        try:
+            yield life
+        finally:
+            self._lives.remove(life)
+            _LIVES.reset(token)
 
     # -- serving ----------------------------------------------------------------------
 

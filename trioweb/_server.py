@@ -140,15 +140,16 @@ async def serve_listeners(
         async with trio.open_nursery() as outer:
             if handle_signals and threading.current_thread() is threading.main_thread():
                 await outer.start(_watch_signals, server)
-            async with trio.open_nursery() as app_nursery:
-                app._nursery = app_nursery
-                try:
-                    if await server._starting(app, "before_server_start"):
-                        await _serve_connections(app, server, listeners, scheme, task_status)
-                finally:
-                    app._nursery = None
-                    app_nursery.cancel_scope.cancel()
-            await app._run_listeners("after_server_stop")
+            with app._server_life() as life:
+                async with trio.open_nursery() as app_nursery:
+                    life.nursery = app_nursery
+                    try:
+                        if await server._starting(app, "before_server_start"):
+                            await _serve_connections(app, server, listeners, scheme, task_status)
+                    finally:
+                        life.nursery = None
+                        app_nursery.cancel_scope.cancel()
+                await app._run_listeners("after_server_stop")
             outer.cancel_scope.cancel()
     finally:
         # The accept loops close their listeners; these were never accepted on if
