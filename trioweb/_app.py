@@ -190,18 +190,23 @@ class App(RouteRegistrar):
         *,
         ssl: Any = None,
         backlog: int | None = None,
+        handle_signals: bool = True,
         task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Serve on ``host:port`` until shut down (``server.shutdown()``, SIGINT, SIGTERM).
 
         ``await nursery.start(app.serve, "127.0.0.1", 0)`` returns the
         :class:`~trioweb.Server` once it accepts connections; port 0 picks a free port.
+        It binds, then runs :func:`~trioweb.serve_listeners`; ``handle_signals=False``
+        leaves SIGINT and SIGTERM to the program.
         """
         from ._server import configure_logging, open_listeners, serve_listeners
 
         configure_logging()
         listeners = await open_listeners(host, port, ssl=ssl, backlog=backlog)
-        await serve_listeners(self, listeners, handle_signals=True, task_status=task_status)
+        await serve_listeners(
+            self, listeners, handle_signals=handle_signals, task_status=task_status
+        )
 
     def run(
         self,
