@@ -9,6 +9,9 @@ The app below holds ``GET /hold/N`` until the test sends SIGUSR1, and appends wh
 happens to an events file, one line each (``start N``, ``end N``, ``cancelled N``,
 ``before_server_stop``, ``after_server_stop``), so that the test knows when requests are
 in flight and in which order things happened. Every wait is bounded.
+
+``TWO_SERVERS`` serves the same app twice in one process (``app.serve`` and
+``serve_listeners``): one signal must reach both, however they started and stopped.
 """
 
 from __future__ import annotations
@@ -302,6 +305,8 @@ def test_a_second_signal_cancels_requests_in_flight_at_once(tmp_path: Path) -> N
 # One app served twice in one trio.run: by app.serve, then by serve_listeners on
 # listeners the script made. SIGNALS says which of the two handle signals ("11": both);
 # STOP_FIRST shuts the first down as soon as both serve. GET /stop shuts down both.
+# It is APP's routes without APP's listeners, which would start a SIGUSR1 receiver per
+# server: here the script runs the one receiver itself.
 TWO_SERVERS = (
     APP.split("@app.after_server_start")[0]
     + """
