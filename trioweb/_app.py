@@ -158,7 +158,7 @@ class App(RouteRegistrar):
         """
         life = _LIVES.get().get(self)
         if life is None:  # not in a server's task
-            running = [life for life in self._lives if life.nursery is not None]
+            running = [each for each in self._lives if each.nursery is not None]
             if len(running) > 1:
                 raise RuntimeError(
                     f"{self!r} is served by {len(running)} servers: use app.nursery from "
