@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import functools
+import inspect
 import os
 import re
 import uuid
@@ -16,10 +18,44 @@ from .errors import BadRequest, MethodNotAllowed, NotFound
 if TYPE_CHECKING:
     from .response import HTTPResponse
 
-__all__ = ["DEFAULT", "Handler", "Route", "RouteRegistrar", "Router", "normalize_path"]
+__all__ = [
+    "DEFAULT",
+    "Handler",
+    "Route",
+    "RouteRegistrar",
+    "Router",
+    "normalize_path",
+    "require_async",
+]
 
 Handler = Callable[..., Awaitable[Union["HTTPResponse", None]]]
 _H = TypeVar("_H", bound=Handler)
+
+
+def require_async(func: Callable[..., Any], what: str) -> None:
+    """Raise ``TypeError`` unless calling ``func`` gives something to await.
+
+    A plain ``def`` is refused where it is registered, with a message that says what
+    to write, rather than with a confusing TypeError on every request.
+
+    Accepted: ``async def`` functions and methods, ``functools.partial`` of one, a
+    function whose ``__wrapped__`` is one (a decorator's plain wrapper), and an object
+    whose ``__call__`` is ``async def``.
+    """
+    target = inspect.unwrap(func)
+    while isinstance(target, functools.partial):
+        target = inspect.unwrap(target.func)
+    if inspect.iscoroutinefunction(target):
+        return
+    # An instance of a class with ``async def __call__``.
+    if callable(target) and inspect.iscoroutinefunction(type(target).__call__):
+        return
+    name = getattr(func, "__name__", None)
+    if isinstance(name, str) and name.isidentifier():
+        fix = f"`async def {name}(...)`"
+    else:
+        fix, name = "an `async def` function", repr(func)
+    raise TypeError(f"{what} {name} is not async: trioweb awaits it, so write it as {fix}")
 
 
 class _Default(enum.Enum):
@@ -280,6 +316,7 @@ class RouteRegistrar:
 
         per_method = view_methods(handler)
         if per_method is None:
+            require_async(handler, "route handler")
             per_method = {m.upper(): (handler, stream) for m in (methods or ["GET"])}
         default_name = getattr(handler, "__name__", type(handler).__name__)
         for method, (func, is_stream) in per_method.items():
