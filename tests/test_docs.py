@@ -55,8 +55,6 @@ from trioweb import App
 from trioweb.errors import HTTPError
 from trioweb.testing import TestClient
 
-pytest_plugins = ["pytester"]
-
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 EXCERPT = "<!-- excerpt -->"
@@ -90,43 +88,41 @@ class Block:
         return match["name"] if match else None
 
 
-def fenced_lines(page: Path) -> Iterator[tuple[int, str, str]]:
-    """(index, line, fence language) for each line; language "" outside a block.
-
-    Fence lines themselves come with the language of the block they open or close.
-    """
-    lang: str | None = None
-    for index, line in enumerate(page.read_text().splitlines()):
+def fences(lines: list[str]) -> Iterator[tuple[str, str, int, int]]:
+    """(language, indentation, opening index, closing index) of each fenced block."""
+    opening: re.Match[str] | None = None
+    start = 0
+    for index, line in enumerate(lines):
         fence = FENCE.match(line)
-        if fence and lang is None:
-            lang = fence["lang"] or "text"
-            yield index, line, lang
-        elif fence and not fence["lang"]:
-            yield index, line, lang or ""
-            lang = None
-        else:
-            yield index, line, lang or ""
+        if fence is None:
+            continue
+        if opening is None:
+            opening, start = fence, index
+        elif not fence["lang"]:
+            yield opening["lang"], opening["indent"], start, index
+            opening = None
+
+
+def prose(page: Path) -> list[tuple[int, str]]:
+    """(index, line) of each line of the page outside fenced blocks."""
+    lines = page.read_text().splitlines()
+    fenced = {i for _, _, start, end in fences(lines) for i in range(start, end + 1)}
+    return [(index, line) for index, line in enumerate(lines) if index not in fenced]
 
 
 def read_blocks(page: Path) -> list[Block]:
     """The page's ```python blocks, in order."""
     lines = page.read_text().splitlines()
     blocks = []
-    start: int | None = None
-    for index, line, lang in fenced_lines(page):
-        if lang != "python" or not FENCE.match(line):
+    for lang, indent, start, end in fences(lines):
+        if lang != "python":
             continue
-        if start is None:
-            start = index
-            continue
-        indent = FENCE.match(lines[start])["indent"]  # type: ignore[index]
         code = "\n".join(
-            text[len(indent) :] if text.startswith(indent) else text
-            for text in lines[start + 1 : index]
+            line[len(indent) :] if line.startswith(indent) else line
+            for line in lines[start + 1 : end]
         )
         marker = lines[start - 1].strip() if start else ""
         blocks.append(Block(page, start + 1, code + "\n", marker if marker in MARKERS else ""))
-        start = None
     return blocks
 
 
@@ -231,6 +227,17 @@ def bounded_serving(
         yield served
 
 
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The working directory of a block, first on sys.path; its modules are forgotten after."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    for name, module in list(sys.modules.items()):
+        if Path(getattr(module, "__file__", None) or "/").is_relative_to(tmp_path):
+            del sys.modules[name]
+
+
 def execute(blocks: list[Block], workdir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """Run the blocks as one ``__main__`` module in ``workdir``; returns its namespace."""
     for block in BLOCKS:
@@ -240,8 +247,6 @@ def execute(blocks: list[Block], workdir: Path, monkeypatch: pytest.MonkeyPatch)
     module.__file__ = str(workdir / "doc_block.py")
     code = compile(source(blocks), str(blocks[0].page), "exec")
     with monkeypatch.context() as patch:
-        patch.chdir(workdir)
-        patch.syspath_prepend(str(workdir))
         patch.setitem(sys.modules, "__main__", module)
         with bounded_serving(patch, bound_trio_run=True) as served:
             exec(code, module.__dict__)
@@ -259,24 +264,42 @@ async def live_in_memory(apps: list[App]) -> None:
                     check_root_answer(app, await client.get("/"))
 
 
+class Outcomes:
+    """A plugin for a nested pytest run: how many tests passed, and what went wrong."""
+
+    def __init__(self) -> None:
+        self.passed = 0
+        self.problems: list[str] = []
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.problems.append(f"{report.nodeid}: collection failed")
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.failed or report.skipped:
+            self.problems.append(f"{report.nodeid}: {report.when} {report.outcome}")
+        elif report.when == "call":
+            self.passed += 1
+
+
 @pytest.mark.parametrize("block", BLOCKS, ids=[block.id for block in BLOCKS])
-def test_block_runs(
-    block: Block, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_block_runs(block: Block, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if block.marker == EXCERPT:
         pytest.skip("marked <!-- excerpt -->")
     blocks = chain(block)
-    namespace = execute(blocks, pytester.path, monkeypatch)
+    namespace = execute(blocks, workdir, monkeypatch)
     tests = [n for n, v in namespace.items() if n.startswith("test") and inspect.isfunction(v)]
     if not tests:
         return
     # The tests run as users run theirs: pytest with trio_mode, in the same directory.
-    pytester.makeini("[pytest]\ntrio_mode = true\n")
-    test_file = pytester.path / "test_doc_block.py"
+    # (Its output, tracebacks included, shows with this test's when it fails.)
+    (workdir / "pytest.ini").write_text("[pytest]\ntrio_mode = true\n")
+    test_file = workdir / "test_doc_block.py"
     test_file.write_text(source(blocks))
+    outcomes = Outcomes()
     with bounded_serving(monkeypatch, bound_trio_run=False):
-        result = pytester.runpytest_inprocess(str(test_file), "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=len(tests))
+        code = pytest.main([str(test_file), "-p", "no:cacheprovider"], plugins=[outcomes])
+    assert (code, outcomes.problems, outcomes.passed) == (pytest.ExitCode.OK, [], len(tests))
 
 
 def test_markers_sit_right_before_a_python_fence() -> None:
@@ -284,7 +307,7 @@ def test_markers_sit_right_before_a_python_fence() -> None:
     for page in PAGES:
         lines = page.read_text().splitlines()
         for index, line in enumerate(lines):
-            if re.search(r"<!--\s*(excerpt|continues)\b", line):
+            if re.match(r"\s*<!--\s*(excerpt|continues)\b", line):  # a marker, or a typo
                 fence = FENCE.match(lines[index + 1]) if index + 1 < len(lines) else None
                 if line.strip() not in MARKERS or not (fence and fence["lang"] == "python"):
                     misplaced.append(f"{page.relative_to(ROOT)}:{index + 1}")
@@ -300,10 +323,10 @@ def echo_block(page: str) -> Block:
 
 @pytest.mark.parametrize("page", ["README.md", "docs/quickstart.md"])
 def test_echo_demo_echoes_a_curl_upload(
-    page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    page: str, workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``curl -T big.file .../echo`` sends PUT with ``Expect: 100-continue``."""
-    namespace = execute(chain(echo_block(page)), tmp_path, monkeypatch)
+    namespace = execute(chain(echo_block(page)), workdir, monkeypatch)
     body = b"".join(b"line %d of big.file\n" % n for n in range(1000))
     head = (
         b"PUT /echo HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: curl/8.5.0\r\n"
@@ -334,9 +357,9 @@ def slug(heading: str) -> str:
 def anchors(page: Path) -> set[str]:
     found: set[str] = set()
     seen: dict[str, int] = {}
-    for _, line, lang in fenced_lines(page):
+    for _, line in prose(page):
         heading = re.match(r"#{1,6}\s+(.*)", line)
-        if lang or not heading:
+        if not heading:
             continue
         base = slug(heading[1])
         count = seen.get(base, 0)
@@ -351,9 +374,7 @@ LINK = re.compile(r"\]\(([^)\s]+)\)")
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
 def test_relative_links_and_anchors_resolve(page: Path) -> None:
     broken = []
-    for index, line, lang in fenced_lines(page):
-        if lang:
-            continue
+    for index, line in prose(page):
         for target in LINK.findall(re.sub(r"`[^`]*`", "", line)):
             if re.match(r"[a-z]+:", target):
                 continue  # https:, mailto: ...
