@@ -46,9 +46,10 @@ from .response import FileResponse, HTTPResponse, ResponseStream, StreamingHTTPR
 
 if TYPE_CHECKING:
     from ._app import App
+    from ._config import Config
     from ._server import Server
 
-__all__ = ["Connection", "Phase"]
+__all__ = ["Connection", "Phase", "linger"]
 
 log = logging.getLogger("trioweb")
 
@@ -110,6 +111,32 @@ def _encode_headers(response: HTTPResponse | ResponseStream) -> list[tuple[bytes
     return [(k.encode(), v.encode()) for k, v in response.headers.items()]
 
 
+async def linger(stream: trio.abc.Stream, config: Config) -> None:
+    """End a connection whose client may still be sending, so that it reads the response.
+
+    Closing a socket with input unread makes the kernel answer with a reset, and the
+    reset can reach the client (a proxy still writing a request body, say) before it has
+    read the response, which is then lost. So, like nginx's ``lingering_close``: shut the
+    write side (the response is followed by a FIN), then read and drop what comes until
+    the client closes, for at most ``LINGER_MAX_SIZE`` bytes and ``LINGER_TIMEOUT``
+    seconds. The caller closes the stream after. Streams that cannot half-close (TLS)
+    only drain: the response's framing tells the client it is complete.
+    """
+    with trio.move_on_after(config.LINGER_TIMEOUT):
+        try:
+            if isinstance(stream, trio.abc.HalfCloseableStream):
+                await stream.send_eof()
+            left = config.LINGER_MAX_SIZE
+            while left > 0:
+                data = await stream.receive_some(min(left, config.REQUEST_BUFFER_SIZE))
+                if not data:
+                    return
+                left -= len(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return  # the client reset the connection: nothing left to protect
+    log.debug("client still sending after LINGER_TIMEOUT or LINGER_MAX_SIZE; closing")
+
+
 class Phase(enum.Enum):
     """Where a connection is; decides which timeout its deadline stands for."""
 
@@ -120,6 +147,7 @@ class Phase(enum.Enum):
     WRITING = "waiting for the client to take response bytes (WRITE_TIMEOUT; abort)"
     STREAMING = "response head sent, handler still running (no deadline)"
     DRAINING = "discarding an unread request body (REQUEST_TIMEOUT; closes)"
+    LINGERING = "closing while the client may still send (LINGER_TIMEOUT, own scope; closes)"
 
 
 class Connection:
@@ -190,7 +218,11 @@ class Connection:
     # -- the connection task --------------------------------------------------------
 
     async def serve(self) -> None:
-        """Serve requests until the client leaves or the connection must close."""
+        """Serve requests until the client leaves or the connection must close.
+
+        Then, if the client may still be sending (an error answered before its body was
+        read, say), linger: see :func:`linger`.
+        """
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._read_loop)
@@ -206,6 +238,9 @@ class Connection:
                 if self._scope.cancelled_caught and not self._gone:
                     await self._timed_out()
                 nursery.cancel_scope.cancel()
+            if self._client_may_be_sending():
+                self.phase = Phase.LINGERING
+                await linger(self._stream, self._config)
         finally:
             if self._aborted and self._fd is not None:
                 # An abort must look like one even to a client reading to EOF (an
@@ -217,6 +252,15 @@ class Connection:
             # client, so nothing may write to it from here on.
             self._fd = None
             self._request = None
+
+    def _client_may_be_sending(self) -> bool:
+        """Whether input may still come after the last response (then: linger)."""
+        if self._gone or self._aborted:
+            return False  # the client left, or the connection is reset on purpose
+        conn = self._h11
+        # A request body not read to its end, input h11 refused, or bytes after the last
+        # request (pipelined, or part of a head).
+        return conn.their_state in (h11.SEND_BODY, h11.ERROR) or bool(conn.trailing_data[0])
 
     def close_if_idle(self) -> None:
         """Close now if no request is in progress; otherwise after the current one."""

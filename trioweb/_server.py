@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._connection import Connection, _http_date
+from ._connection import Connection, _http_date, linger
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -234,7 +234,7 @@ async def _serve_connection(
         await trio.aclose_forcefully(stream)
         return
     if len(server._connections) >= app.config.MAX_CONNECTIONS:
-        await _refuse(stream, client)
+        await _refuse(app, stream, client)
         return
     connection = Connection(app, server, stream, client, scheme)
     server._connections.add(connection)
@@ -261,29 +261,24 @@ _BUSY_HEAD = (
     b"retry-after: 1\r\n"
     b"connection: close\r\n"
 ) % len(_BUSY_BODY)
-# How long a refused connection may take to read its 503 before it is closed.
-_REFUSE_TIMEOUT = 1.0
 
 
-async def _refuse(stream: trio.abc.Stream, client: tuple[str, int]) -> None:
+async def _refuse(app: App, stream: trio.abc.Stream, client: tuple[str, int]) -> None:
     """Answer a connection over MAX_CONNECTIONS with a 503 and close it.
 
     The 503 goes out without reading the request (its head may not even have arrived),
-    then the write side is shut and what the client sends is read and dropped until it
-    closes, for at most a second: closing with its request unread would make the kernel
-    reset the connection, and the reset could destroy the 503 before the client read it.
+    so the connection then lingers, like any that closes while its client may still be
+    sending: closing with the request unread would reset it, and the reset could destroy
+    the 503 before the client read it.
     """
     log.debug("refusing %s:%s: MAX_CONNECTIONS reached", *client)
-    with trio.move_on_after(_REFUSE_TIMEOUT):
-        try:
-            date = b"date: " + _http_date() + b"\r\n\r\n"
-            await stream.send_all(_BUSY_HEAD + date + _BUSY_BODY)
-            if isinstance(stream, trio.abc.HalfCloseableStream):
-                await stream.send_eof()
-            while await stream.receive_some(65536):
-                pass
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+    date = b"date: " + _http_date() + b"\r\n\r\n"
+    with (
+        trio.move_on_after(app.config.WRITE_TIMEOUT),
+        contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
+    ):
+        await stream.send_all(_BUSY_HEAD + date + _BUSY_BODY)
+    await linger(stream, app.config)
     await trio.aclose_forcefully(stream)
 
 
