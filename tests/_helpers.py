@@ -229,6 +229,21 @@ class Served:
             yield RawClient(stream)
 
 
+def request_head(method: str, target: str, headers: list[str] | None = None) -> bytes:
+    """A request head with ``Host: test``, its target written exactly as given."""
+    lines = [f"{method} {target} HTTP/1.1", "Host: test", *(headers or [])]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+async def fetch(
+    served: Served, target: str, headers: list[str] | None = None, method: str = "GET"
+) -> Response:
+    """One request, its target sent exactly as given, on a new connection."""
+    async with served.connect() as client:
+        await client.send(request_head(method, target, headers))
+        return await client.read_response(method)
+
+
 async def connections_closed(served: Served) -> None:
     """Wait until the server has closed every connection."""
     with trio.fail_after(DEADLINE):

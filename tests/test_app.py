@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 
@@ -383,6 +384,60 @@ def test_exception_decorator_needs_a_class():
     app = App("x")
     with pytest.raises(TypeError):
         app.exception()
+
+
+class QuotaExceeded(Exception):
+    pass
+
+
+def answering_app(status: int) -> App:
+    """An app whose handlers raise, and whose exception handlers answer with ``status``."""
+    app = App("answered")
+
+    @app.exception(FileNotFoundError, QuotaExceeded, ServiceUnavailable)
+    async def answer(request, exc):
+        return text(f"answered {type(exc).__name__}", status=status)
+
+    @app.get("/file")
+    async def missing_file(request):
+        raise FileNotFoundError("no-such-file")
+
+    @app.get("/quota")
+    async def quota(request):
+        raise QuotaExceeded("100 per minute")
+
+    @app.get("/busy")
+    async def busy(request):
+        raise ServiceUnavailable("later")
+
+    return app
+
+
+async def test_an_exception_a_handler_answers_is_logged_at_debug_only(caplog):
+    caplog.set_level(logging.DEBUG, logger="trioweb")
+    async with TestClient(answering_app(404)) as client:
+        caplog.clear()  # the server's start
+        for path in ("/file", "/quota", "/busy"):
+            response = await client.get(path)
+            assert response.status_code == 404
+            assert response.text.startswith("answered")
+        records = [r for r in caplog.records if r.name.startswith("trioweb")]
+    assert [r for r in records if r.levelno > logging.DEBUG] == []
+    # Still there for whoever debugs it, with the traceback.
+    answered = {r.exc_info[0] for r in records if r.exc_info}
+    assert answered == {FileNotFoundError, QuotaExceeded, ServiceUnavailable}
+
+
+async def test_an_exception_a_handler_answers_with_a_5xx_is_still_logged(caplog):
+    """A catch-all handler that formats 500s must not hide the bug behind them."""
+    caplog.set_level(logging.DEBUG, logger="trioweb")
+    async with TestClient(answering_app(500)) as client:
+        assert (await client.get("/file")).status_code == 500
+        assert (await client.get("/busy")).status_code == 500
+    crash = [r for r in caplog.records if r.exc_info and r.exc_info[0] is FileNotFoundError]
+    assert [r.levelno for r in crash] == [logging.ERROR]
+    busy = [r for r in caplog.records if "later" in r.getMessage()]
+    assert [r.levelno for r in busy] == [logging.WARNING]
 
 
 # -- request middleware -------------------------------------------------------------------
@@ -769,6 +824,47 @@ async def test_app_nursery_outside_a_running_server_raises():
         app.nursery  # noqa: B018
 
 
+async def test_one_app_served_twice_has_one_nursery_per_server():
+    app = App("twice")
+    jobs = {}
+
+    async def job(tag, task_status=trio.TASK_STATUS_IGNORED):
+        jobs[tag] = "running"
+        task_status.started()
+        try:
+            await trio.sleep_forever()
+        finally:
+            jobs[tag] = "cancelled"
+
+    @app.post("/jobs/<tag>")
+    async def submit(request, tag):
+        await request.app.nursery.start(job, tag)
+        return text("started", status=202)
+
+    @app.after_server_start
+    async def background(app_):
+        await app_.nursery.start(job, f"listener {len(jobs)}")
+
+    with trio.fail_after(10):  # covers the shutdowns: every job must be cancelled
+        async with TestClient(app) as first:
+            async with TestClient(app) as second:
+                assert (await first.post("/jobs/first")).status_code == 202
+                assert (await second.post("/jobs/second")).status_code == 202
+                with pytest.raises(RuntimeError, match="2 servers"):
+                    app.nursery  # noqa: B018 (which one? only a server's tasks know)
+            # The second server's work stopped with it; the first's goes on.
+            assert jobs == {
+                "listener 0": "running",
+                "listener 1": "cancelled",
+                "first": "running",
+                "second": "cancelled",
+            }
+            assert (await first.post("/jobs/again")).status_code == 202
+            assert jobs["again"] == "running"
+            assert app.nursery is not None  # one server left: no doubt which
+    assert set(jobs.values()) == {"cancelled"}
+
+
 # -- blueprints -----------------------------------------------------------------------------
 
 
@@ -1035,3 +1131,81 @@ def test_config_passed_to_app():
     assert app.config.REQUEST_MAX_SIZE == 10
     assert app.config.MY_SETTING == "mine"
     assert app.config.RESPONSE_TIMEOUT == 60
+
+
+# -- handlers must be async def ----------------------------------------------------------------
+
+
+def plain(*args):
+    return text("never")
+
+
+def view_with(handler):
+    return type("PlainView", (HTTPMethodView,), {"get": handler}).as_view()
+
+
+def composition_with(handler):
+    view = CompositionView()
+    view.add(["GET"], handler)
+    return view
+
+
+REGISTRATIONS = {
+    "app.get": lambda app, f: app.get("/")(f),
+    "app.route": lambda app, f: app.route("/", ["POST"])(f),
+    "app.add_route": lambda app, f: app.add_route(f, "/"),
+    "bp.put": lambda app, f: Blueprint("bp").put("/", stream=True)(f),
+    "bp.add_route": lambda app, f: Blueprint("bp").add_route(f, "/"),
+    "HTTPMethodView": lambda app, f: app.add_route(view_with(f), "/"),
+    "CompositionView": lambda app, f: app.add_route(composition_with(f), "/"),
+    "exception": lambda app, f: app.exception(KeyError)(f),
+    "on_request": lambda app, f: app.on_request(f),
+    "on_response": lambda app, f: app.on_response(f),
+    "before_server_start": lambda app, f: app.before_server_start(f),
+    "after_server_start": lambda app, f: app.after_server_start(f),
+    "before_server_stop": lambda app, f: app.before_server_stop(f),
+    "after_server_stop": lambda app, f: app.after_server_stop(f),
+}
+
+
+@pytest.mark.parametrize("register", REGISTRATIONS.values(), ids=REGISTRATIONS)
+def test_a_plain_def_is_refused_at_registration(register):
+    app = App("plain")
+    with pytest.raises(TypeError, match="async def"):
+        register(app, plain)
+    assert app.router.routes == []
+
+
+class AsyncCallable:
+    async def __call__(self, request, **params):
+        return text("callable object")
+
+
+async def with_prefix(prefix, request):
+    return text(f"{prefix} partial")
+
+
+def logged(handler):
+    """A decorator that is a plain def around an async handler, as many are."""
+
+    @functools.wraps(handler)
+    def wrapper(*args, **kwargs):
+        return handler(*args, **kwargs)
+
+    return wrapper
+
+
+@logged
+async def decorated(request):
+    return text("decorated")
+
+
+async def test_async_callables_that_are_not_async_def_functions_are_accepted():
+    app = App("callables")
+    app.add_route(AsyncCallable(), "/object")
+    app.add_route(functools.partial(with_prefix, "a"), "/partial")
+    app.add_route(decorated, "/decorated")
+    async with TestClient(app) as client:
+        assert (await client.get("/object")).text == "callable object"
+        assert (await client.get("/partial")).text == "a partial"
+        assert (await client.get("/decorated")).text == "decorated"

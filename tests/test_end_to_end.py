@@ -6,14 +6,25 @@ in-memory tests prove about hooks and views also holds on TCP.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
 import trio
 
-from trioweb import App, Blueprint, CompositionView, HTTPMethodView
+from trioweb import (
+    App,
+    Blueprint,
+    CompositionView,
+    HTTPMethodView,
+    HTTPResponse,
+    Request,
+    Server,
+    serve_listeners,
+)
 from trioweb.errors import NotFound
 from trioweb.response import json, text
 from trioweb.testing import TestClient
@@ -154,3 +165,45 @@ async def test_hooks_views_and_errors(transport: str) -> None:
         "background task cancelled",
         "after_server_stop",
     ]
+
+
+async def test_serve_listeners_serves_listeners_the_caller_made() -> None:
+    app = App("own-listeners")
+
+    @app.get("/")
+    async def index(request: Request) -> HTTPResponse:
+        return text(f"{request.scheme} {request.app.nursery is not None}")
+
+    async def serve(listeners: list[Any], task_status: trio.TaskStatus[Server]) -> None:
+        await serve_listeners(app, listeners, task_status=task_status)
+        stopped.append(listeners)
+
+    stopped: list[list[Any]] = []
+    default = signal.getsignal(signal.SIGINT)
+    with trio.fail_after(DEADLINE):
+        first_listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        second_listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        async with trio.open_nursery() as nursery:
+            first = await nursery.start(serve, first_listeners)
+            second = await nursery.start(serve, second_listeners)
+            port = first_listeners[0].socket.getsockname()[1]
+            assert first.addresses == [("127.0.0.1", port)]
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{second.port}") as c:
+                assert (await c.get("/")).text == "http True"
+            # SIGINT now shuts the servers down, and still does while one is left.
+            assert signal.getsignal(signal.SIGINT) is not default
+            first.shutdown()
+            while stopped != [first_listeners]:  # noqa: ASYNC110 (no event to wait on)
+                await trio.sleep(0.01)
+            assert signal.getsignal(signal.SIGINT) is not default
+            second.shutdown()
+    # The last one gone, the process handles signals as before the first started.
+    assert signal.getsignal(signal.SIGINT) is default
+    assert stopped == [first_listeners, second_listeners]
+    for listener in first_listeners + second_listeners:
+        assert listener.socket.fileno() == -1  # serve_listeners closed them
+
+
+async def test_serve_listeners_needs_a_listener() -> None:
+    with pytest.raises(ValueError, match="at least one listener"):
+        await serve_listeners(App("none"), [])

@@ -9,6 +9,9 @@ The app below holds ``GET /hold/N`` until the test sends SIGUSR1, and appends wh
 happens to an events file, one line each (``start N``, ``end N``, ``cancelled N``,
 ``before_server_stop``, ``after_server_stop``), so that the test knows when requests are
 in flight and in which order things happened. Every wait is bounded.
+
+``TWO_SERVERS`` serves the same app twice in one process (``app.serve`` and
+``serve_listeners``): one signal must reach both, however they started and stopped.
 """
 
 from __future__ import annotations
@@ -99,9 +102,14 @@ if __name__ == "__main__":
 @dataclass
 class Server:
     process: subprocess.Popen[bytes]
-    port: int
+    #: The port of each server in the process, in the order they started.
+    ports: list[int]
     output: Path
     events: Path
+
+    @property
+    def port(self) -> int:
+        return self.ports[0]
 
     def lines(self) -> list[str]:
         return self.events.read_text().splitlines()
@@ -114,8 +122,9 @@ class Server:
             assert time.monotonic() < deadline, f"no {count} {what!r} lines: {self.lines()}"
             time.sleep(0.01)  # polling another process's file
 
-    def connect(self) -> socket.socket:
-        return socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT)
+    def connect(self, port: int | None = None) -> socket.socket:
+        port = self.port if port is None else port
+        return socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
 
     def exit_code(self, within: float) -> int:
         """Wait for the process to exit; check it did so cleanly."""
@@ -128,12 +137,21 @@ class Server:
 
 
 @contextmanager
-def serving(tmp_path: Path, grace: float) -> Iterator[Server]:
+def serving(
+    tmp_path: Path, grace: float, app: str = APP, servers: int = 1, **env: str
+) -> Iterator[Server]:
+    """Run ``app`` (a script) until it logs ``servers`` times that it is serving."""
     script = tmp_path / "app.py"
-    script.write_text(APP)
+    script.write_text(app)
     output, events = tmp_path / "output.log", tmp_path / "events.log"
     events.touch()
-    env = {**os.environ, "GRACE": str(grace), "EVENTS": str(events), "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        **env,
+        "GRACE": str(grace),
+        "EVENTS": str(events),
+        "PYTHONUNBUFFERED": "1",
+    }
     with output.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, str(script)],
@@ -145,11 +163,11 @@ def serving(tmp_path: Path, grace: float) -> Iterator[Server]:
         )
     try:
         deadline = time.monotonic() + TIMEOUT
-        while not (found := SERVING.search(output.read_text(errors="replace"))):
+        while len(found := SERVING.findall(output.read_text(errors="replace"))) < servers:
             assert process.poll() is None, output.read_text()
             assert time.monotonic() < deadline, f"not serving:\n{output.read_text()}"
             time.sleep(0.05)  # polling another process's output
-        yield Server(process, int(found.group(1)), output, events)
+        yield Server(process, [int(port) for port in found], output, events)
     finally:
         with suppress(ProcessLookupError):
             process.kill()
@@ -192,8 +210,11 @@ def assert_closed(sock: socket.socket) -> None:
 
 
 def hold(server: Server, count: int) -> list[socket.socket]:
-    """``count`` connections, each with a request held in its handler."""
-    socks = [server.connect() for _ in range(count)]
+    """``count`` connections, each with a request held in its handler.
+
+    With several servers in the process, the connections go to each in turn.
+    """
+    socks = [server.connect(server.ports[n % len(server.ports)]) for n in range(count)]
     for n, sock in enumerate(socks):
         send_get(sock, f"/hold/{n}")
     server.wait_for("start", count)
@@ -277,3 +298,137 @@ def test_a_second_signal_cancels_requests_in_flight_at_once(tmp_path: Path) -> N
     assert sorted(lines[-3:-1]) == ["cancelled 0", "cancelled 1"]
     assert lines[-1] == "after_server_stop"
     assert "second signal" in server.output.read_text()
+
+
+# -- several servers in one process ----------------------------------------------------------
+
+# One app served twice in one trio.run: by app.serve, then by serve_listeners on
+# listeners the script made. SIGNALS says which of the two handle signals ("11": both);
+# STOP_FIRST shuts the first down as soon as both serve. GET /stop shuts down both.
+# It is APP's routes without APP's listeners, which would start a SIGUSR1 receiver per
+# server: here the script runs the one receiver itself.
+TWO_SERVERS = (
+    APP.split("@app.after_server_start")[0]
+    + """
+from trioweb import serve_listeners
+
+servers = []
+
+
+@app.get("/stop")
+async def stop(request):
+    for server in servers:
+        server.shutdown()
+    return text("stopping")
+
+
+@app.before_server_stop
+async def before(app):
+    events.write("before_server_stop\\n")
+
+
+@app.after_server_stop
+async def after(app):
+    events.write("after_server_stop\\n")
+
+
+async def main():
+    signals = os.environ["SIGNALS"]
+
+    async def first(task_status):
+        await app.serve("127.0.0.1", 0, handle_signals=signals[0] == "1", task_status=task_status)
+        events.write("first returned\\n")
+
+    async def second(task_status):
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        await serve_listeners(
+            app, listeners, handle_signals=signals[1] == "1", task_status=task_status
+        )
+        events.write("second returned\\n")
+
+    async with trio.open_nursery() as outer:
+        await outer.start(release_on_sigusr1)
+        async with trio.open_nursery() as nursery:
+            servers.append(await nursery.start(first))
+            servers.append(await nursery.start(second))
+            if os.environ.get("STOP_FIRST"):
+                servers[0].shutdown()
+        outer.cancel_scope.cancel()
+
+
+trio.run(main)
+"""
+)
+
+
+def get(server: Server, port: int, path: str) -> tuple[h11.Response, bytes]:
+    with server.connect(port) as sock:
+        send_get(sock, path)
+        return read_response(sock)
+
+
+@SIGNALS
+def test_one_signal_shuts_every_server_in_the_process_down_gracefully(
+    tmp_path: Path, signum: int
+) -> None:
+    with serving(tmp_path, TIMEOUT, TWO_SERVERS, servers=2, SIGNALS="11") as server:
+        held = hold(server, 2)  # one on each server
+        server.process.send_signal(signum)
+        server.wait_for("before_server_stop", 2)
+        for port in server.ports:
+            with pytest.raises(ConnectionRefusedError):
+                server.connect(port)
+        os.kill(server.process.pid, signal.SIGUSR1)  # let the handlers finish
+        for n, sock in enumerate(held):
+            response, body = read_response(sock)
+            assert (response.status_code, body) == (200, f"done {n}".encode())
+            assert header(response, b"connection") == b"close"
+            sock.close()
+        assert server.exit_code(within=TIMEOUT) == 0
+    lines = server.lines()
+    assert lines.count("after_server_stop") == 2
+    assert {"first returned", "second returned"} <= set(lines)
+
+
+@SIGNALS
+def test_a_signal_reaches_the_servers_left_after_the_first_stopped(
+    tmp_path: Path, signum: int
+) -> None:
+    with serving(
+        tmp_path, TIMEOUT, TWO_SERVERS, servers=2, SIGNALS="11", STOP_FIRST="1"
+    ) as server:
+        server.wait_for("first returned", 1)
+        response, body = get(server, server.ports[1], "/")
+        assert (response.status_code, body) == (200, b"hello")
+        server.process.send_signal(signum)
+        assert server.exit_code(within=TIMEOUT) == 0  # no KeyboardInterrupt traceback
+    assert server.lines()[-1] == "second returned"
+
+
+def test_a_second_signal_cancels_every_server_s_requests_at_once(tmp_path: Path) -> None:
+    with serving(tmp_path, 60, TWO_SERVERS, servers=2, SIGNALS="11") as server:
+        held = hold(server, 2)  # one on each server
+        server.process.send_signal(signal.SIGTERM)
+        server.wait_for("before_server_stop", 2)
+        signalled = time.monotonic()
+        server.process.send_signal(signal.SIGINT)
+        for sock in held:
+            assert_closed(sock)
+            sock.close()
+        assert server.exit_code(within=5) == 0
+        assert time.monotonic() - signalled < 5  # not the 60 s grace
+    lines = server.lines()
+    assert {"cancelled 0", "cancelled 1"} <= set(lines)
+    assert lines.count("after_server_stop") == 2
+
+
+def test_a_server_that_opts_out_of_signals_keeps_serving(tmp_path: Path) -> None:
+    with serving(tmp_path, TIMEOUT, TWO_SERVERS, servers=2, SIGNALS="10") as server:
+        server.process.send_signal(signal.SIGINT)
+        server.wait_for("first returned", 1)
+        response, body = get(server, server.ports[1], "/")
+        assert (response.status_code, body) == (200, b"hello")
+        assert header(response, b"connection") != b"close"  # not shutting down
+        get(server, server.ports[1], "/stop")
+        assert server.exit_code(within=TIMEOUT) == 0
+    assert server.lines()[-1] == "second returned"

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import trio
@@ -11,6 +16,9 @@ import trio.testing
 from trioweb import App
 from trioweb.response import text
 from trioweb.testing import TestClient, _MemoryListener, memory_pipe_pair
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import ExceptionGroup
 
 
 @pytest.fixture
@@ -167,3 +175,213 @@ async def test_connections_never_accepted_are_closed_with_the_listener() -> None
     with trio.fail_after(5):
         for stream in streams:
             assert await stream.receive_some() == b""
+
+
+# The plugin is loaded by every pytest run in an environment that has trioweb, with or
+# without the test extra. These runs make httpx unimportable (a None in sys.modules,
+# set by a sitecustomize on PYTHONPATH) to play an install without the extra.
+def run_pytest_without_httpx(tmp_path: Path, test_file: str, *args: str) -> str:
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text("import sys\nsys.modules['httpx'] = None\n")
+    (tmp_path / "test_it.py").write_text(textwrap.dedent(test_file))
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    env = {**os.environ, "PYTHONPATH": str(shim), "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("PYTEST_ADDOPTS", None)
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", *args]
+    done = subprocess.run(
+        [*command, "test_it.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return f"exit {done.returncode}\n{done.stdout}{done.stderr}"
+
+
+def test_plugin_costs_nothing_without_the_test_extra(tmp_path: Path) -> None:
+    # No pytest-trio either: the whole extra is missing, only pytest is there.
+    output = run_pytest_without_httpx(
+        tmp_path,
+        """
+        import sys
+
+        import pytest
+
+        def test_trivial(request):
+            assert request.config.pluginmanager.has_plugin("trioweb")  # it was loaded
+            with pytest.raises(ModuleNotFoundError):
+                import httpx
+            assert "trioweb.testing" not in sys.modules
+        """,
+        "-p",
+        "no:trio",
+    )
+    assert output.startswith("exit 0\n"), output
+    assert "1 passed" in output, output
+
+
+def test_client_fixture_without_the_test_extra_names_it(tmp_path: Path) -> None:
+    output = run_pytest_without_httpx(
+        tmp_path,
+        """
+        import pytest
+        from trioweb import App
+
+        @pytest.fixture
+        def app():
+            return App("no-extra")
+
+        def test_without_client():
+            pass
+
+        async def test_with_client(client):
+            pass
+        """,
+        "-o",
+        "trio_mode=true",
+    )
+    assert output.startswith("exit 1\n"), output
+    # pytest-trio sets fixtures up inside the test run: a failure, not an error.
+    assert "1 failed, 1 passed" in output, output
+    assert "pip install 'trioweb[test]'" in output, output
+    assert "trioweb.testing needs httpx" in output, output
+
+
+def upload_app() -> App:
+    """``POST /count`` reads the whole upload and says how long it was and in how many
+    pieces it came; ``POST /echo`` streams the upload back as it arrives."""
+    app = App("uploads")
+
+    @app.post("/count", stream=True)
+    async def count(request):
+        pieces = [piece async for piece in request.stream]
+        return text(f"{sum(map(len, pieces))} bytes in {len(pieces)} pieces")
+
+    @app.post("/echo", stream=True)
+    async def echo(request):
+        async with request.respond() as resp:
+            async for piece in request.stream:
+                await resp.send(piece)
+
+    return app
+
+
+async def test_an_error_inside_the_block_comes_out_as_itself() -> None:
+    with pytest.raises(ValueError, match="from the test"):
+        async with TestClient(upload_app()) as client:
+            assert (await client.post("/count", content=b"abc")).status_code == 200
+            raise ValueError("from the test")
+
+
+async def test_an_error_inside_the_block_stays_grouped_when_the_server_failed_too() -> None:
+    app = upload_app()
+
+    @app.after_server_stop
+    async def fail(app_):
+        raise RuntimeError("the server failed too")
+
+    # Two errors: unwrapping would drop one of them.
+    with pytest.raises(ExceptionGroup) as info:
+        async with TestClient(app):
+            raise ValueError("from the test")
+    assert info.group_contains(ValueError, match="from the test")
+    assert info.group_contains(RuntimeError, match="the server failed too")
+
+
+async def test_an_upload_error_is_raised_by_its_own_call_only() -> None:
+    failed = trio.Event()
+    answers = []
+
+    async def failing():
+        yield b"x" * 1000
+        raise ValueError("the upload broke")
+
+    async def fine():
+        yield b"y" * 1000
+        await failed.wait()  # still uploading while the other upload fails
+        yield b"y" * 1000
+
+    async def failing_call(client: TestClient) -> None:
+        with pytest.raises(ValueError, match="the upload broke"):
+            await client.post("/count", content=failing())
+        failed.set()
+
+    async def fine_call(client: TestClient) -> None:
+        answers.append((await client.post("/count", content=fine())).text)
+
+    with trio.fail_after(10):
+        async with TestClient(upload_app()) as client:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(fine_call, client)
+                nursery.start_soon(failing_call, client)
+            assert answers[0].startswith("2000 bytes in ")
+            # The client and its server are still fine.
+            assert (await client.post("/count", content=b"abc")).text == "3 bytes in 1 pieces"
+
+
+async def test_an_upload_error_after_the_response_head_is_raised_reading_the_body() -> None:
+    head_arrived = trio.Event()
+
+    async def failing():
+        yield b"x" * 1000
+        await head_arrived.wait()
+        raise ValueError("the upload broke")
+
+    with trio.fail_after(10):
+        async with TestClient(upload_app()) as client:
+            async with client.stream("POST", "/echo", content=failing()) as response:
+                assert response.status_code == 200
+                head_arrived.set()
+                with pytest.raises(ValueError, match="the upload broke"):
+                    await response.aread()
+            assert (await client.post("/echo", content=b"abc")).text == "abc"
+
+
+async def test_hand_over_pipe_passes_each_send_whole() -> None:
+    # buffer_size=0 buffers nothing, yet a send is not handed over byte by byte.
+    one, two = memory_pipe_pair(buffer_size=0)
+    chunks = []
+
+    async def receive() -> None:
+        while sum(map(len, chunks)) < 65536:
+            chunks.append(await two.receive_some(65536))
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receive)
+            await one.send_all(b"x" * 65536)
+    assert [len(chunk) for chunk in chunks] == [65536]
+
+
+async def test_hand_over_send_returns_once_the_reader_took_all_of_it() -> None:
+    one, two = memory_pipe_pair(buffer_size=0)
+    record: list[int | str] = []
+
+    async def send() -> None:
+        await one.send_all(b"x" * 3000)
+        record.append("sent")
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send)
+            for _ in range(3):
+                await trio.testing.wait_all_tasks_blocked()
+                record.append(len(await two.receive_some(1000)))
+    assert record == [1000, 1000, 1000, "sent"]
+
+
+async def test_testclient_without_buffers_moves_an_upload_in_few_pieces() -> None:
+    with trio.fail_after(30):
+        async with TestClient(upload_app(), buffer_size=0) as client:
+            response = await client.post("/count", content=b"x" * 65536)
+            echoed = [0]
+            async with client.stream("POST", "/echo", content=b"x" * 65536) as r:
+                async for chunk in r.aiter_raw():
+                    echoed.append(len(chunk))
+    total, pieces = response.text.removesuffix(" pieces").split(" bytes in ")
+    assert total == "65536"
+    assert int(pieces) <= 4
+    assert sum(echoed) == 65536
+    assert len(echoed) <= 8

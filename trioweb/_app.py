@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
 from ._config import Config
-from ._routing import Route, Router, RouteRegistrar
+from ._routing import Route, Router, RouteRegistrar, require_async
 from .errors import HTTPError, MethodNotAllowed
 from .request import Request
 from .response import HTTPResponse, ResponseStream, text
@@ -39,6 +42,21 @@ _LISTENER_EVENTS = (
 )
 
 
+class _ServerLife:
+    """One server's life of an app: its app nursery while the nursery is open."""
+
+    def __init__(self) -> None:
+        self.nursery: trio.Nursery | None = None
+
+
+# The server life, per app, of the task that reads it. A server sets it in its own
+# task, and Trio copies context variables into every task started from there
+# (connections, handlers, listeners, background tasks), so each finds its own server.
+_LIVES: ContextVar[Mapping[App, _ServerLife]] = ContextVar(
+    "trioweb_server_lives", default=MappingProxyType({})
+)
+
+
 class App(RouteRegistrar):
     """A trioweb application.
 
@@ -54,7 +72,8 @@ class App(RouteRegistrar):
         self._request_middleware: list[RequestMiddleware] = []
         self._response_middleware: list[ResponseMiddleware] = []
         self._listeners: dict[str, list[Listener]] = {e: [] for e in _LISTENER_EVENTS}
-        self._nursery: trio.Nursery | None = None
+        # Every server's life of this app that is running, in the order they started.
+        self._lives: list[_ServerLife] = []
 
     def __repr__(self) -> str:
         return f"<App {self.name!r}>"
@@ -77,6 +96,7 @@ class App(RouteRegistrar):
             raise TypeError("name at least one exception class")
 
         def decorator(handler: _F) -> _F:
+            require_async(handler, "exception handler")
             self._error_handlers.append((exceptions, handler))
             return handler
 
@@ -87,6 +107,7 @@ class App(RouteRegistrar):
 
         Returning a response answers the request without calling the handler.
         """
+        require_async(middleware, "request middleware")
         self._request_middleware.append(middleware)
         return middleware
 
@@ -96,10 +117,12 @@ class App(RouteRegistrar):
         It may change ``response.headers`` and ``response.status`` in place; for whole
         responses it may also return a replacement.
         """
+        require_async(middleware, "response middleware")
         self._response_middleware.append(middleware)
         return middleware
 
     def _listener(self, event: str, listener: _F) -> _F:
+        require_async(listener, f"{event} listener")
         self._listeners[event].append(listener)
         return listener
 
@@ -128,11 +151,35 @@ class App(RouteRegistrar):
         """A nursery that lives as long as the server, for background tasks.
 
         Its tasks are cancelled when the server stops, after the last connection closed
-        and before the ``after_server_stop`` listeners run.
+        and before the ``after_server_stop`` listeners run. An app served by several
+        servers has one per server: handlers, middleware and listeners (and the tasks
+        they start) get their own server's. Elsewhere, such as the task that started
+        the server, it is the nursery of the one server running the app.
         """
-        if self._nursery is None:
+        life = _LIVES.get().get(self)
+        if life is None:  # not in a server's task
+            running = [each for each in self._lives if each.nursery is not None]
+            if len(running) > 1:
+                raise RuntimeError(
+                    f"{self!r} is served by {len(running)} servers: use app.nursery from "
+                    "a handler, middleware or listener, which knows its server"
+                )
+            life = running[0] if running else None
+        if life is None or life.nursery is None:
             raise RuntimeError("app.nursery exists only while the server runs")
-        return self._nursery
+        return life.nursery
+
+    @contextmanager
+    def _server_life(self) -> Iterator[_ServerLife]:
+        """Mark the calling task (and those it starts) as one server's life of the app."""
+        life = _ServerLife()
+        token = _LIVES.set(MappingProxyType({**_LIVES.get(), self: life}))
+        self._lives.append(life)
+        try:
+            yield life
+        finally:
+            self._lives.remove(life)
+            _LIVES.reset(token)
 
     # -- serving ----------------------------------------------------------------------
 
@@ -143,18 +190,23 @@ class App(RouteRegistrar):
         *,
         ssl: Any = None,
         backlog: int | None = None,
+        handle_signals: bool = True,
         task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Serve on ``host:port`` until shut down (``server.shutdown()``, SIGINT, SIGTERM).
 
         ``await nursery.start(app.serve, "127.0.0.1", 0)`` returns the
         :class:`~trioweb.Server` once it accepts connections; port 0 picks a free port.
+        It binds, then runs :func:`~trioweb.serve_listeners`; ``handle_signals=False``
+        leaves SIGINT and SIGTERM to the program.
         """
         from ._server import configure_logging, open_listeners, serve_listeners
 
         configure_logging()
         listeners = await open_listeners(host, port, ssl=ssl, backlog=backlog)
-        await serve_listeners(self, listeners, handle_signals=True, task_status=task_status)
+        await serve_listeners(
+            self, listeners, handle_signals=handle_signals, task_status=task_status
+        )
 
     def run(
         self,
@@ -194,20 +246,32 @@ class App(RouteRegistrar):
         ``logged``: the caller has logged the reason already (a timeout).
         """
         chosen = _representative(exc)
-        if not isinstance(chosen, HTTPError):
-            log.error("error while handling %s", request, exc_info=exc)
-        elif chosen.status_code >= 500 and not logged:
-            log.warning("%s: %s %s", request, chosen.status_code, chosen)
         handler = self._find_error_handler(chosen)
         if handler is not None:
             try:
                 response = await handler(request, chosen)
                 if not isinstance(response, HTTPResponse):
                     raise TypeError(f"exception handler returned {response!r}, not a response")
-                return response
             except Exception as handler_exc:
+                _log_error(request, chosen, logged)
                 log.error("exception handler failed for %s", request, exc_info=handler_exc)
                 chosen = handler_exc
+            else:
+                if response.status < 500:
+                    # The application planned for it (a 404 for a missing file).
+                    log.debug(
+                        "%s: answered %r with %d",
+                        request,
+                        chosen,
+                        response.status,
+                        exc_info=chosen,
+                    )
+                else:
+                    # A handler that only formats server errors must not hide them.
+                    _log_error(request, chosen, logged)
+                return response
+        else:
+            _log_error(request, chosen, logged)
         return self._default_error_response(chosen)
 
     def _find_error_handler(self, exc: Exception) -> ErrorHandler | None:
@@ -229,6 +293,14 @@ class App(RouteRegistrar):
         if isinstance(exc, MethodNotAllowed):
             headers.setdefault("allow", ", ".join(exc.allowed))
         return text(body + "\n", status=status, headers=headers)
+
+
+def _log_error(request: Request, exc: Exception, logged: bool) -> None:
+    """Log an error no handler planned for: a crash with its traceback, a 5xx briefly."""
+    if not isinstance(exc, HTTPError):
+        log.error("error while handling %s", request, exc_info=exc)
+    elif exc.status_code >= 500 and not logged:
+        log.warning("%s: %s %s", request, exc.status_code, exc)
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:

@@ -27,6 +27,8 @@ class Config:
     KEEP_ALIVE_TIMEOUT: float = 5.0
     GRACEFUL_SHUTDOWN_TIMEOUT: float = 15.0
     MAX_CONNECTIONS: int = 1000
+    LINGER_TIMEOUT: float = 5.0
+    LINGER_MAX_SIZE: int = 1 << 30
     #: "auto" (httptools when it imports, else h11), "h11" or "httptools".
     HTTP_ENGINE: str = "auto"
 

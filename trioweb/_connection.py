@@ -41,8 +41,8 @@ import trio
 from ._engine import Engine
 from ._events import END_OF_BODY, NEED_DATA, PAUSED, Data, Framing, ProtocolError, RequestHead
 from ._files import FileReader
-from ._routing import DEFAULT, Limit, Route
-from ._transport import Transport, TransportLost
+from ._routing import DEFAULT, Limit, Route, normalize_path
+from ._transport import Transport, TransportLost, linger
 from .errors import HTTPError, NotFound, PayloadTooLarge, RequestTimeout, ServiceUnavailable
 from .request import Request, RequestStream
 from .response import FileResponse, HTTPResponse, ResponseStream, StreamingHTTPResponse
@@ -106,6 +106,7 @@ class Phase(enum.Enum):
     WRITING = "waiting for the client to take response bytes (WRITE_TIMEOUT; abort)"
     STREAMING = "response head sent, handler still running (no deadline)"
     DRAINING = "discarding an unread request body (REQUEST_TIMEOUT; closes)"
+    LINGERING = "closing while the client may still send (LINGER_TIMEOUT, own scope; closes)"
 
 
 class Ending(enum.IntEnum):
@@ -175,7 +176,11 @@ class Connection:
     # -- the connection task --------------------------------------------------------
 
     async def serve(self) -> None:
-        """Serve requests until the client leaves or the connection must close."""
+        """Serve requests until the client leaves or the connection must close.
+
+        Then, if the client may still be sending (an error answered before its body was
+        read, say), linger: see :func:`linger`.
+        """
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._read_loop)
@@ -191,6 +196,11 @@ class Connection:
                 if self._scope.cancelled_caught and self.ending < Ending.GONE:
                     await self._timed_out()
                 nursery.cancel_scope.cancel()
+            if self.ending < Ending.GONE and self._engine.input_pending:
+                # A body not read to its end, a refused request, or bytes after the
+                # last request: the client may still be sending.
+                self.phase = Phase.LINGERING
+                await linger(self._transport.stream, self._config)
         finally:
             if self.ending is Ending.ABORT:
                 # An abort must look like one even to a client reading to EOF (an
@@ -302,7 +312,8 @@ class Connection:
         app = self._app
         response: HTTPResponse | None
         try:
-            route, params = app.router.match(request.method, request.raw_path)
+            request._path = path = normalize_path(request.raw_path)
+            route, params = app.router.match(request.method, path)
             request.route = route
             response = await self._run_handler(request, route, params)
             if isinstance(response, FileResponse):

@@ -104,6 +104,7 @@ class Engine:
         "_max_head",
         "_method",
         "_pos",
+        "_refused",
         "_responded",
         "_state",
         "_their_done",
@@ -115,6 +116,7 @@ class Engine:
         self._buffer = b""
         self._pos = 0  # the first byte of _buffer not yet consumed
         self._eof = False
+        self._refused = False
         self._state = _HEAD
         self._head: RequestHead | None = None
         # The method of the request being answered, even of one refused after its
@@ -164,8 +166,21 @@ class Engine:
             and not (self._continued or self._responded or self._body_seen or self._their_done)
         )
 
+    @property
+    def input_pending(self) -> bool:
+        """Whether the client may still be sending: a body not read to its end, a
+        refused request, or bytes after the last request."""
+        return self._state == _BODY or self._refused or self._pos < len(self._buffer)
+
     def next_event(self) -> Event:
         """The next event; raises :class:`ProtocolError` for a request to refuse."""
+        try:
+            return self._next_event()
+        except ProtocolError:
+            self._refused = True
+            raise
+
+    def _next_event(self) -> Event:
         state = self._state
         if state == _BODY:
             return self._next_body_event()
@@ -380,7 +395,6 @@ class Engine:
         end (then nobody knows where the next request starts).
         """
         if self._closing or not self._their_done or self._state != _DONE:
-            self._state = _CLOSED
             return False
         self._state = _HEAD
         self._head = None

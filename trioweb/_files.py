@@ -23,6 +23,7 @@ __all__ = [
     "Selection",
     "content_disposition",
     "etag",
+    "inside",
     "is_regular",
     "last_modified",
     "select",
@@ -232,3 +233,16 @@ class FileReader:
 def is_regular(st: os.stat_result) -> bool:
     """Whether ``st`` describes a regular file (not a directory, FIFO or device)."""
     return stat.S_ISREG(st.st_mode)
+
+
+def inside(root: str, path: str) -> str | None:
+    """``path`` with symlinks resolved, or ``None`` if that is not ``root`` or under it.
+
+    ``root`` must be resolved already (``os.path.realpath``). The comparison is by whole
+    path components: ``/srv/data-old`` is not under ``/srv/data``. Touches the disk (run
+    it in a worker thread); raises ``ValueError`` for a path with a NUL byte.
+    """
+    real = os.path.realpath(path)
+    if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
+        return real
+    return None

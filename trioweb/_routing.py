@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import functools
+import inspect
 import os
 import re
 import uuid
@@ -16,10 +18,44 @@ from .errors import BadRequest, MethodNotAllowed, NotFound
 if TYPE_CHECKING:
     from .response import HTTPResponse
 
-__all__ = ["DEFAULT", "Handler", "Route", "RouteRegistrar", "Router"]
+__all__ = [
+    "DEFAULT",
+    "Handler",
+    "Route",
+    "RouteRegistrar",
+    "Router",
+    "normalize_path",
+    "require_async",
+]
 
 Handler = Callable[..., Awaitable[Union["HTTPResponse", None]]]
 _H = TypeVar("_H", bound=Handler)
+
+
+def require_async(func: Callable[..., Any], what: str) -> None:
+    """Raise ``TypeError`` unless calling ``func`` gives something to await.
+
+    A plain ``def`` is refused where it is registered, with a message that says what
+    to write, rather than with a confusing TypeError on every request.
+
+    Accepted: ``async def`` functions and methods, ``functools.partial`` of one, a
+    function whose ``__wrapped__`` is one (a decorator's plain wrapper), and an object
+    whose ``__call__`` is ``async def``.
+    """
+    target = inspect.unwrap(func)
+    while isinstance(target, functools.partial):
+        target = inspect.unwrap(target.func)
+    if inspect.iscoroutinefunction(target):
+        return
+    # An instance of a class with ``async def __call__``.
+    if callable(target) and inspect.iscoroutinefunction(type(target).__call__):
+        return
+    name = getattr(func, "__name__", None)
+    if isinstance(name, str) and name.isidentifier():
+        fix = f"`async def {name}(...)`"
+    else:
+        fix, name = "an `async def` function", repr(func)
+    raise TypeError(f"{what} {name} is not async: trioweb awaits it, so write it as {fix}")
 
 
 class _Default(enum.Enum):
@@ -74,6 +110,44 @@ class _Node:
 
 def _segments(path: str) -> list[str]:
     return path.split("/")[1:]
+
+
+_DOTS = frozenset((".", ".."))
+_ENCODED_DOT_OR_SLASH = re.compile("%2[eEfF]")
+
+
+def normalize_path(raw_path: str) -> str:
+    """``raw_path`` without its dot segments (RFC 3986 5.2.4), still percent-encoded.
+
+    A segment is a dot segment when it decodes to ``.`` or ``..`` (``%2e%2e`` too, as
+    RFC 3986 6.2.2.2 says); the other segments are kept exactly as sent, so an encoded
+    slash stays inside its segment. Raises BadRequest for a ``..`` above ``/``, and for
+    a ``.`` or ``..`` hidden behind an encoded slash (``..%2f``): routing keeps that
+    slash inside the segment, so it is not resolved here, yet whoever joins the
+    parameter into a file path would resolve it.
+    """
+    # A dot segment starts right after a "/" with "." or "%2e", and one hides behind
+    # "%2f": most paths have none of these, and cost a scan or two.
+    if "/." not in raw_path and (
+        "%2" not in raw_path or _ENCODED_DOT_OR_SLASH.search(raw_path) is None
+    ):
+        return raw_path
+    segments = _segments(raw_path)
+    kept: list[str] = []
+    for index, segment in enumerate(segments, 1):
+        decoded = unquote(segment) if "%" in segment else segment
+        if decoded in _DOTS:
+            if decoded == "..":
+                if not kept:
+                    raise BadRequest("the path climbs above /")
+                kept.pop()
+            if index == len(segments):
+                kept.append("")  # "/a/b/.." is "/a/": a last dot segment leaves its "/"
+        elif "/" in decoded and not _DOTS.isdisjoint(decoded.split("/")):
+            raise BadRequest("the path hides a dot segment behind an encoded slash")
+        else:
+            kept.append(segment)
+    return "/" + "/".join(kept)
 
 
 class Router:
@@ -242,6 +316,7 @@ class RouteRegistrar:
 
         per_method = view_methods(handler)
         if per_method is None:
+            require_async(handler, "route handler")
             per_method = {m.upper(): (handler, stream) for m in (methods or ["GET"])}
         default_name = getattr(handler, "__name__", type(handler).__name__)
         for method, (func, is_stream) in per_method.items():

@@ -11,6 +11,8 @@ import socket
 import ssl as _ssl
 import sys
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,7 @@ import trio
 
 from ._connection import Connection, _http_date
 from ._engine import Engine
+from ._transport import linger
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -142,10 +145,18 @@ async def serve_listeners(
     app: App,
     listeners: list[trio.abc.Listener[Any]],
     *,
-    handle_signals: bool,
+    handle_signals: bool = True,
     task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the server's whole life on ``listeners`` (sockets, or the test client's).
+    """Serve ``app`` on ``listeners`` the caller made, until shut down.
+
+    ``app.serve`` binds its listeners and then calls this; call it yourself for
+    listeners of your own (``trio.open_tcp_listeners``, a Unix socket, TLS), as with
+    ``trio.serve_listeners``. It takes charge of the listeners and closes them.
+    ``await nursery.start(serve_listeners, app, listeners)`` returns the
+    :class:`Server` once it accepts connections. ``handle_signals``: in the main
+    thread, SIGINT and SIGTERM shut this server down, together with every other
+    server of the program that handles them.
 
     Order: app nursery opens, ``before_server_start``, accept, ``after_server_start``,
     ``task_status.started(server)``; then on shutdown: ``before_server_stop``, stop
@@ -153,6 +164,8 @@ async def serve_listeners(
     ``GRACEFUL_SHUTDOWN_TIMEOUT``, cancel the rest and the app nursery,
     ``after_server_stop``.
     """
+    if not listeners:
+        raise ValueError("serve_listeners needs at least one listener")
     engine = engine_class(app.config.HTTP_ENGINE)  # before binding anything: fail early
     addresses = []
     for listener in listeners:
@@ -161,19 +174,17 @@ async def serve_listeners(
     server = Server(addresses, engine)
     scheme = "https" if isinstance(listeners[0], trio.SSLListener) else "http"
     try:
-        async with trio.open_nursery() as outer:
-            if handle_signals and threading.current_thread() is threading.main_thread():
-                await outer.start(_watch_signals, server)
-            async with trio.open_nursery() as app_nursery:
-                app._nursery = app_nursery
-                try:
-                    if await server._starting(app, "before_server_start"):
-                        await _serve_connections(app, server, listeners, scheme, task_status)
-                finally:
-                    app._nursery = None
-                    app_nursery.cancel_scope.cancel()
-            await app._run_listeners("after_server_stop")
-            outer.cancel_scope.cancel()
+        async with _signals_shut_down(server, handle_signals):
+            with app._server_life() as life:
+                async with trio.open_nursery() as app_nursery:
+                    life.nursery = app_nursery
+                    try:
+                        if await server._starting(app, "before_server_start"):
+                            await _serve_connections(app, server, listeners, scheme, task_status)
+                    finally:
+                        life.nursery = None
+                        app_nursery.cancel_scope.cancel()
+                await app._run_listeners("after_server_stop")
     finally:
         # The accept loops close their listeners; these were never accepted on if
         # startup failed or was cut short, and must not keep their ports.
@@ -254,7 +265,7 @@ async def _serve_connection(
         await trio.aclose_forcefully(stream)
         return
     if len(server._connections) >= app.config.MAX_CONNECTIONS:
-        await _refuse(stream, client)
+        await _refuse(app, stream, client)
         return
     engine = server.engine(app.config.REQUEST_MAX_HEADER_SIZE)
     connection = Connection(app, server, stream, client, scheme, engine)
@@ -282,45 +293,109 @@ _BUSY_HEAD = (
     b"retry-after: 1\r\n"
     b"connection: close\r\n"
 ) % len(_BUSY_BODY)
-# How long a refused connection may take to read its 503 before it is closed.
-_REFUSE_TIMEOUT = 1.0
 
 
-async def _refuse(stream: trio.abc.Stream, client: tuple[str, int]) -> None:
+async def _refuse(app: App, stream: trio.abc.Stream, client: tuple[str, int]) -> None:
     """Answer a connection over MAX_CONNECTIONS with a 503 and close it.
 
     The 503 goes out without reading the request (its head may not even have arrived),
-    then the write side is shut and what the client sends is read and dropped until it
-    closes, for at most a second: closing with its request unread would make the kernel
-    reset the connection, and the reset could destroy the 503 before the client read it.
+    so the connection then lingers, like any that closes while its client may still be
+    sending: closing with the request unread would reset it, and the reset could destroy
+    the 503 before the client read it.
     """
     log.debug("refusing %s:%s: MAX_CONNECTIONS reached", *client)
-    with trio.move_on_after(_REFUSE_TIMEOUT):
-        try:
-            date = b"date: " + _http_date() + b"\r\n\r\n"
-            await stream.send_all(_BUSY_HEAD + date + _BUSY_BODY)
-            if isinstance(stream, trio.abc.HalfCloseableStream):
-                await stream.send_eof()
-            while await stream.receive_some(65536):
-                pass
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+    date = b"date: " + _http_date() + b"\r\n\r\n"
+    with (
+        trio.move_on_after(app.config.WRITE_TIMEOUT),
+        contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
+    ):
+        await stream.send_all(_BUSY_HEAD + date + _BUSY_BODY)
+    await linger(stream, app.config)
     await trio.aclose_forcefully(stream)
 
 
-async def _watch_signals(
-    server: Server, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-) -> None:
-    """SIGINT or SIGTERM start a graceful shutdown; a second one cuts the grace short."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        task_status.started()
-        async for signum in signals:
-            if not server._shutdown.is_set():
-                log.info("%s received", signal.Signals(signum).name)
-                server.shutdown()
-            else:
-                log.warning("second signal: cancelling requests still in progress")
+class _SignalWatcher:
+    """The one SIGINT and SIGTERM receiver of a Trio run, for every server that asked.
+
+    A Trio signal receiver replaces the process's handler, and closing it puts back the
+    handler it replaced. With one receiver per server, a signal reached only the last
+    server started, and a server that stopped before the others left them Python's
+    default (KeyboardInterrupt). So one task receives for all of them. It is a system
+    task, because it must outlive whichever server started it; it ends, putting the
+    handlers back, when the last server that handles signals stops.
+    """
+
+    def __init__(self, previous: _SignalWatcher | None) -> None:
+        self.servers: set[Server] = set()
+        self.closing = False
+        self.ready = trio.Event()
+        self.stopped = trio.Event()
+        self._previous = previous
+        self._scope = trio.CancelScope()
+
+    async def run(self) -> None:
+        try:
+            with self._scope:
+                if self._previous is not None:
+                    # Its receiver must close first, or it would put back the process's
+                    # default over this one's.
+                    await self._previous.stopped.wait()
+                    self._previous = None
+                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    self.ready.set()
+                    async for signum in signals:
+                        self._tell(signum)
+        finally:
+            self.stopped.set()
+
+    def _tell(self, signum: int) -> None:
+        """A first signal starts each server's graceful shutdown, a second cuts it short."""
+        stopping = [server for server in self.servers if server._shutdown.is_set()]
+        if len(stopping) < len(self.servers):
+            log.info("%s received", signal.Signals(signum).name)
+        if stopping:
+            log.warning("second signal: cancelling requests still in progress")
+        for server in self.servers:
+            if server in stopping:
                 server._grace.cancel()
+            else:
+                server.shutdown()
+
+    def close(self) -> None:
+        self.closing = True
+        self._scope.cancel()
+
+
+_WATCHER: trio.lowlevel.RunVar[_SignalWatcher | None] = trio.lowlevel.RunVar(
+    "trioweb_signal_watcher", default=None
+)
+
+
+@asynccontextmanager
+async def _signals_shut_down(server: Server, wanted: bool) -> AsyncIterator[None]:
+    """While the block runs, SIGINT and SIGTERM shut ``server`` down (if ``wanted``).
+
+    Signals can only be received in the main thread; elsewhere they are left alone.
+    """
+    if not wanted or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    watcher = _WATCHER.get()
+    if watcher is None or watcher.closing:
+        watcher = _SignalWatcher(previous=watcher)
+        _WATCHER.set(watcher)
+        trio.lowlevel.spawn_system_task(watcher.run, name="trioweb signal watcher")
+    watcher.servers.add(server)
+    try:
+        await watcher.ready.wait()  # a signal from now on reaches this server
+        yield
+    finally:
+        watcher.servers.discard(server)
+        if not watcher.servers:
+            watcher.close()
+            # Once serve returns, the process handles signals as before it started.
+            with trio.CancelScope(shield=True):
+                await watcher.stopped.wait()
 
 
 def configure_logging() -> None:

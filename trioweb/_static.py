@@ -1,11 +1,13 @@
 """``app.static()``: a directory tree served read-only, and never a byte outside it.
 
-A request path is split on ``/`` *before* it is percent-decoded, and each segment is
-decoded on its own: an encoded slash (``%2f``) cannot make a new segment, and ``..``
-in any spelling (``..``, ``%2e%2e``, ``.%2E``) is refused, as are ``.``, backslashes
-and NUL. The path is then resolved with symlinks followed and must still lie under the
-directory's own resolved path, so a symlink pointing out of the tree is not followed
-out. Only regular files are served.
+The path is the one routing saw: dot segments were removed before routing, and one
+above ``/`` or behind an encoded slash was a 400 (``_routing.normalize_path``). It is
+split on ``/`` *before* it is percent-decoded, and each segment is decoded on its own:
+an encoded slash (``%2f``) cannot make a new segment, and a segment that is still
+``..`` or ``.`` in any spelling is refused (a second line of defence), as are
+backslashes and NUL. The path is then resolved with symlinks followed and must still
+lie under the directory's own resolved path, so a symlink pointing out of the tree is
+not followed out. Only regular files are served.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from urllib.parse import unquote
 
 import trio
 
+from ._files import inside
+from ._routing import normalize_path
 from .errors import NotFound
 from .response import HTTPResponse, _streamed, redirect
 
@@ -55,14 +59,15 @@ class StaticFiles:
         return f"<StaticFiles {self.root!r}>"
 
     async def __call__(self, request: Request, **params: Any) -> HTTPResponse:
-        parts, wants_directory = _parts(request)
+        routed = normalize_path(request.raw_path)  # the path as routing saw it
+        parts, wants_directory = _parts(request, routed)
         found = await trio.to_thread.run_sync(_find, self.root, parts, wants_directory, self.index)
         if found is None:
             raise NotFound()
         if found is _ADD_SLASH:
             # A directory asked for without its slash: relative links in its index
             # need the slash. (One leading slash: "//host" would leave the site.)
-            location = "/" + request.raw_path.lstrip("/") + "/"
+            location = "/" + routed.lstrip("/") + "/"
             if request.query_string:
                 location += "?" + request.query_string
             return redirect(location, status=301)
@@ -70,14 +75,15 @@ class StaticFiles:
         return _streamed(path, st, chunked=False)
 
 
-def _parts(request: Request) -> tuple[list[str], bool]:
-    """The decoded segments below the static root, and whether a directory is asked for.
+def _parts(request: Request, path: str) -> tuple[list[str], bool]:
+    """The decoded segments of ``path`` below the static root, and whether a directory
+    is asked for.
 
     Raises NotFound for a segment that could step out of its directory.
     """
     route = request.route
     assert route is not None
-    segments = request.raw_path.split("/")[1:]
+    segments = path.split("/")[1:]
     if not route.uri.endswith(">"):  # "uri/" or "uri": the root itself
         return [], route.uri.endswith("/")
     tail = segments[route.uri.count("/") - 1 :]
@@ -103,14 +109,14 @@ def _find(
     Runs in a worker thread: resolving symlinks and stat calls touch the disk.
     """
     try:
-        path = _inside(root, os.path.join(root, *parts))
+        path = inside(root, os.path.join(root, *parts))
         if path is None:
             return None
         st = os.stat(path)
         if stat.S_ISDIR(st.st_mode):
             if index is None:
                 return None
-            path = _inside(root, os.path.join(path, index))
+            path = inside(root, os.path.join(path, index))
             if path is None:
                 return None
             st = os.stat(path)
@@ -121,11 +127,3 @@ def _find(
     except (OSError, ValueError):
         return None  # missing, not a directory, no permission, a symlink loop
     return (path, st) if stat.S_ISREG(st.st_mode) else None
-
-
-def _inside(root: str, path: str) -> str | None:
-    """``path`` with symlinks resolved, or None if that is not under ``root``."""
-    real = os.path.realpath(path)
-    if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
-        return real
-    return None

@@ -12,13 +12,20 @@ cancel scope), when to stop, and how to close.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import struct
+from typing import TYPE_CHECKING
 
 import trio
 
-__all__ = ["Transport", "TransportLost"]
+if TYPE_CHECKING:
+    from ._config import Config
+
+__all__ = ["Transport", "TransportLost", "linger"]
+
+log = logging.getLogger("trioweb")
 
 _HAS_SENDFILE = hasattr(os, "sendfile")
 
@@ -135,3 +142,29 @@ class Transport:
         Its number may soon belong to another client, so nothing may write to it.
         """
         self._fd = None
+
+
+async def linger(stream: trio.abc.Stream, config: Config) -> None:
+    """End a connection whose client may still be sending, so that it reads the response.
+
+    Closing a socket with input unread makes the kernel answer with a reset, and the
+    reset can reach the client (a proxy still writing a request body, say) before it has
+    read the response, which is then lost. So, like nginx's ``lingering_close``: shut the
+    write side (the response is followed by a FIN), then read and drop what comes until
+    the client closes, for at most ``LINGER_MAX_SIZE`` bytes and ``LINGER_TIMEOUT``
+    seconds. The caller closes the stream after. Streams that cannot half-close (TLS)
+    only drain: the response's framing tells the client it is complete.
+    """
+    with trio.move_on_after(config.LINGER_TIMEOUT):
+        try:
+            if isinstance(stream, trio.abc.HalfCloseableStream):
+                await stream.send_eof()
+            left = config.LINGER_MAX_SIZE
+            while left > 0:
+                data = await stream.receive_some(min(left, config.REQUEST_BUFFER_SIZE))
+                if not data:
+                    return
+                left -= len(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return  # the client reset the connection: nothing left to protect
+    log.debug("client still sending after LINGER_TIMEOUT or LINGER_MAX_SIZE; closing")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._routing import Handler
+from ._routing import Handler, require_async
 
 if TYPE_CHECKING:
     from .request import Request
@@ -33,6 +33,10 @@ class HTTPMethodView:
     @classmethod
     def as_view(cls) -> Handler:
         """The handler to pass to ``add_route``."""
+        for verb in _VERBS:
+            method = getattr(cls, verb.lower(), None)
+            if method is not None:
+                require_async(method, f"{cls.__name__} method")
 
         async def view(request: Request, **params: Any) -> HTTPResponse | None:
             method = (
@@ -57,6 +61,7 @@ class CompositionView:
 
     def add(self, methods: Iterable[str], handler: Handler, stream: bool = False) -> None:
         """Answer ``methods`` with ``handler``; ``stream=True`` streams the body."""
+        require_async(handler, "view handler")
         for method in methods:
             method = method.upper()
             if method in self.handlers:

@@ -122,6 +122,7 @@ class Request:
         "_ctx",
         "_headers",
         "_json",
+        "_path",
         "_raw_headers",
         "_sink",
         "app",
@@ -157,8 +158,11 @@ class Request:
             scheme_end = path.find("://")
             slash = path.find("/", scheme_end + 3) if scheme_end != -1 else -1
             path = path[slash:] if slash != -1 else "/"
-        #: The path as sent, still percent-encoded.
+        #: The path as sent, still percent-encoded, dot segments and all.
         self.raw_path = path
+        # The path routing saw: raw_path without its dot segments, set by the
+        # connection before routing (see _routing.normalize_path).
+        self._path = path
         self._raw_headers = raw_headers
         self._headers: Headers | None = None
         self._args: MultiDict | None = None
@@ -186,8 +190,9 @@ class Request:
 
     @property
     def path(self) -> str:
-        """The percent-decoded path, without the query string."""
-        return unquote(self.raw_path)
+        """The path routing saw: percent-decoded, without the query string, and with
+        its dot segments (``.``, ``..``) removed. ``raw_path`` has it as sent."""
+        return unquote(self._path)
 
     @property
     def args(self) -> MultiDict:

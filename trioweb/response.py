@@ -13,9 +13,9 @@ from urllib.parse import quote
 
 import trio
 
-from ._files import content_disposition, etag, is_regular, last_modified, select
+from ._files import content_disposition, etag, inside, is_regular, last_modified, select
 from ._headers import Headers, HeadersInit
-from .errors import HTTPError, RangeNotSatisfiable
+from .errors import HTTPError, NotFound, RangeNotSatisfiable
 
 __all__ = [
     "FileResponse",
@@ -346,10 +346,37 @@ def _file_headers(
     return result
 
 
-def _read_whole(path: str) -> tuple[bytes, os.stat_result]:
+def _under(path: str, root: str | os.PathLike[str] | None) -> str:
+    """``path``, or with a ``root`` its resolved form, which must lie under ``root``.
+
+    A relative ``path`` is taken from ``root``. Anything that resolves elsewhere
+    (``..``, an absolute path, a symlink out) is a NotFound, whether it exists or not.
+    Runs in a worker thread: resolving symlinks touches the disk.
+    """
+    if root is None:
+        return path
+    real_root = os.path.realpath(root)
+    try:
+        found = inside(real_root, os.path.join(real_root, path))
+    except ValueError:  # a NUL byte: no file has that name
+        found = None
+    if found is None:
+        raise NotFound()
+    return found
+
+
+def _read_whole(
+    path: str, root: str | os.PathLike[str] | None
+) -> tuple[str, bytes, os.stat_result]:
+    path = _under(path, root)
     with open(path, "rb") as f:
         # The validators come from the open file, so they describe the bytes read.
-        return f.read(), os.fstat(f.fileno())
+        return path, f.read(), os.fstat(f.fileno())
+
+
+def _stat(path: str, root: str | os.PathLike[str] | None) -> tuple[str, os.stat_result]:
+    path = _under(path, root)
+    return path, os.stat(path)
 
 
 async def file(
@@ -358,14 +385,14 @@ async def file(
     mime_type: str | None = None,
     headers: HeadersInit = None,
     filename: str | None = None,
+    root: str | os.PathLike[str] | None = None,
 ) -> FileResponse:
     """A small file, read whole into memory (use :func:`file_stream` for large ones).
 
-    Same headers and request rules as :func:`file_stream`; ``status`` other than 200
-    turns the request rules off.
+    Same headers, request rules and ``root`` as :func:`file_stream`; ``status`` other
+    than 200 turns the request rules off.
     """
-    path = os.fspath(location)
-    body, st = await trio.to_thread.run_sync(_read_whole, path)
+    path, body, st = await trio.to_thread.run_sync(_read_whole, os.fspath(location), root)
     result = _file_headers(path, st, mime_type, headers, filename)
     result["content-length"] = str(len(body))
     return FileResponse(path, st, body, status, result)
@@ -378,6 +405,7 @@ async def file_stream(
     headers: HeadersInit = None,
     filename: str | None = None,
     chunked: bool = True,
+    root: str | os.PathLike[str] | None = None,
 ) -> FileResponse:
     """A file sent in ``chunk_size`` pieces, never read whole.
 
@@ -386,11 +414,15 @@ async def file_stream(
     ``chunked=False`` sends ``Content-Length`` (the file's size, unless ``headers``
     already has one) and no chunked framing, which lets a plain TCP connection send it
     with ``sendfile``. A 206 always carries ``Content-Length``.
+
+    With ``root``, the file must lie under that directory once symlinks are resolved
+    (a relative ``location`` is taken from ``root``); anything else raises
+    :class:`~trioweb.errors.NotFound`, a 404. Use it whenever the path comes from the
+    request.
     """
     if chunk_size < 1:
         raise ValueError("chunk_size must be positive")
-    path = os.fspath(location)
-    st = await trio.to_thread.run_sync(os.stat, path)
+    path, st = await trio.to_thread.run_sync(_stat, os.fspath(location), root)
     if not is_regular(st):
         raise IsADirectoryError(errno.EISDIR, "not a regular file", path)
     return _streamed(path, st, chunk_size, mime_type, headers, filename, chunked)

@@ -10,16 +10,27 @@ from __future__ import annotations
 
 import math
 import operator
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import h11
-import httpx
 import trio
 
+try:
+    import httpx
+except ModuleNotFoundError as exc:  # the test extra is not installed
+    raise ModuleNotFoundError(
+        "trioweb.testing needs httpx, from trioweb's test extra: pip install 'trioweb[test]'",
+        name=exc.name,
+    ) from exc
+
 from ._server import Server, serve_listeners
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
 
 if TYPE_CHECKING:
     from ._app import App
@@ -28,7 +39,7 @@ __all__ = ["TestClient", "memory_pipe_pair"]
 
 
 class _Buffer:
-    """Bytes in flight one way, at most ``limit`` of them (0: hand-over only)."""
+    """Bytes in flight one way, at most ``limit`` of them (0: hand-over, no buffer)."""
 
     def __init__(self, limit: int) -> None:
         self.data = bytearray()
@@ -39,8 +50,9 @@ class _Buffer:
         self.lot = trio.lowlevel.ParkingLot()
 
     def room(self) -> int:
-        if self.receiver_waiting and not self.data:
-            return max(self.limit, 1)  # a waiting reader takes bytes even when full
+        if self.limit == 0:
+            # Hand-over: a reader waiting on the empty pipe takes a whole send at once.
+            return sys.maxsize if self.receiver_waiting and not self.data else 0
         return self.limit - len(self.data)
 
 
@@ -86,6 +98,10 @@ class _PipeStream(trio.abc.HalfCloseableStream):
                 out.data += view[:room]
                 view = view[room:]
                 out.lot.unpark_all()
+            # A hand-over pipe holds nothing once send_all returns: the reader took it.
+            while out.limit == 0 and out.data:
+                await out.lot.park()
+                self._check_send()
         finally:
             self._sending = False
 
@@ -155,7 +171,11 @@ class _PipeStream(trio.abc.HalfCloseableStream):
 
 
 def memory_pipe_pair(buffer_size: int = 65536) -> tuple[_PipeStream, _PipeStream]:
-    """Two connected in-memory streams, each direction buffering ``buffer_size`` bytes."""
+    """Two connected in-memory streams, each direction buffering ``buffer_size`` bytes.
+
+    With ``buffer_size=0`` nothing is buffered: ``send_all`` waits for a reader, hands
+    it the whole piece, and returns once the reader has taken all of it.
+    """
     one, two = _Buffer(buffer_size), _Buffer(buffer_size)
     return _PipeStream(one, two), _PipeStream(two, one)
 
@@ -193,17 +213,67 @@ class _MemoryListener(trio.abc.Listener[trio.abc.Stream]):
         return client
 
 
+class _Exchange:
+    """One request and its response, on a connection of their own.
+
+    The body goes up from a task of its own, so the response can arrive while it is
+    still being sent (full duplex, and early answers such as 413).
+    """
+
+    def __init__(self, stream: trio.abc.Stream, request: httpx.Request) -> None:
+        self.stream = stream
+        self.request = request
+        self.conn = h11.Connection(h11.CLIENT)
+        self.uploading = trio.CancelScope()
+        self.upload_error: Exception | None = None
+
+    async def next_event(self) -> Any:
+        """The next event from the server; the upload's error once the upload failed."""
+        try:
+            return await _next_event(self.conn, self.stream)
+        except trio.ClosedResourceError:
+            if self.upload_error is None:
+                raise
+        # Raised outside the except block, so the error keeps its own context.
+        raise self.upload_error
+
+    async def upload(self) -> None:
+        """Send the request body, then its end."""
+        assert isinstance(self.request.stream, httpx.AsyncByteStream)
+        with self.uploading:
+            try:
+                async for chunk in self.request.stream:
+                    if chunk and not await self._send(h11.Data(data=chunk)):
+                        return
+                await self._send(h11.EndOfMessage())
+            except Exception as exc:
+                # As with httpx, the body's error is this request's alone: its call
+                # raises it (closing the stream wakes it), and the server sees the
+                # client go away. Nothing else is cancelled.
+                self.upload_error = exc
+                await self.stream.aclose()
+
+    async def _send(self, event: h11.Data | h11.EndOfMessage) -> bool:
+        """Send ``event``; False once the server answered early and closed, or the
+        response was closed."""
+        try:
+            await self.stream.send_all(self.conn.send(event))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        self.uploading.cancel()
+        await self.stream.aclose()
+
+
 class _ResponseBody(httpx.AsyncByteStream):
-    def __init__(
-        self, conn: h11.Connection, stream: trio.abc.Stream, sender: trio.CancelScope
-    ) -> None:
-        self._conn = conn
-        self._stream = stream
-        self._sender = sender
+    def __init__(self, exchange: _Exchange) -> None:
+        self._exchange = exchange
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         while True:
-            event = await _next_event(self._conn, self._stream)
+            event = await self._exchange.next_event()
             if isinstance(event, h11.Data):
                 yield bytes(event.data)
             elif isinstance(event, h11.EndOfMessage):
@@ -212,8 +282,7 @@ class _ResponseBody(httpx.AsyncByteStream):
                 raise httpx.RemoteProtocolError(f"unexpected {event!r} in the response body")
 
     async def aclose(self) -> None:
-        self._sender.cancel()
-        await self._stream.aclose()
+        await self._exchange.aclose()
 
 
 async def _next_event(conn: h11.Connection, stream: trio.abc.Stream) -> Any:
@@ -238,51 +307,29 @@ class _Transport(httpx.AsyncBaseTransport):
         self._client = client
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        stream = self._client._listener.connect()
-        conn = h11.Connection(h11.CLIENT)
+        exchange = _Exchange(self._client._listener.connect(), request)
         head = h11.Request(
             method=request.method, target=request.url.raw_path, headers=request.headers.raw
         )
-        await stream.send_all(conn.send(head))
-        # The body goes out from its own task so the response can arrive while it is
-        # still being sent (full duplex, and early answers such as 413).
-        sender = trio.CancelScope()
-        self._client._nursery.start_soon(self._send_body, conn, stream, request, sender)
+        await exchange.stream.send_all(exchange.conn.send(head))
+        self._client._nursery.start_soon(exchange.upload)
         try:
             while True:
-                event = await _next_event(conn, stream)
+                event = await exchange.next_event()
                 if isinstance(event, h11.Response):
                     break
         except BaseException:
-            sender.cancel()
-            await stream.aclose()
+            await exchange.aclose()
             raise
         return httpx.Response(
             status_code=event.status_code,
             headers=list(event.headers),
-            stream=_ResponseBody(conn, stream, sender),
+            stream=_ResponseBody(exchange),
             extensions={
                 "http_version": b"HTTP/" + event.http_version,
                 "reason_phrase": event.reason,
             },
         )
-
-    @staticmethod
-    async def _send_body(
-        conn: h11.Connection,
-        stream: trio.abc.Stream,
-        request: httpx.Request,
-        scope: trio.CancelScope,
-    ) -> None:
-        with scope:
-            try:
-                assert isinstance(request.stream, httpx.AsyncByteStream)
-                async for chunk in request.stream:
-                    if chunk:
-                        await stream.send_all(conn.send(h11.Data(data=chunk)))
-                await stream.send_all(conn.send(h11.EndOfMessage()))
-            except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
-                pass  # the server answered early and closed, or we closed the response
 
 
 class TestClient(httpx.AsyncClient):
@@ -332,6 +379,21 @@ class TestClient(httpx.AsyncClient):
         exc_type: type[BaseException] | None = None,
         exc: BaseException | None = None,
         tb: TracebackType | None = None,
+    ) -> None:
+        try:
+            await self._stop(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            # The nursery wraps the block's own error. Alone in the group, it comes out
+            # as itself (returning lets the with statement re-raise it untouched); with
+            # any other error beside it (the server failed too), the group stays whole.
+            if exc is None or group.split(lambda inner: inner is exc)[1] is not None:
+                raise
+
+    async def _stop(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         try:
             await super().__aexit__(exc_type, exc, tb)
