@@ -28,6 +28,7 @@ import math
 import os
 import socket
 import struct
+import sys
 import time
 from email.utils import formatdate
 from http import HTTPStatus
@@ -43,6 +44,9 @@ from ._strict import check_head, head_end
 from .errors import HTTPError, NotFound, PayloadTooLarge, RequestTimeout, ServiceUnavailable
 from .request import Request, RequestStream
 from .response import FileResponse, HTTPResponse, ResponseStream, StreamingHTTPResponse
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
 
 if TYPE_CHECKING:
     from ._app import App
@@ -105,6 +109,13 @@ def _limit(route_value: Limit, config_value: float) -> float | None:
 
 def _deadline(timeout: float | None) -> float:
     return math.inf if timeout is None else trio.current_time() + timeout
+
+
+def _only_broken(exc: BaseException) -> bool:
+    """Whether ``exc`` is a ``trio.BrokenResourceError``, or a group of nothing else."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(trio.BrokenResourceError)[1] is None
+    return isinstance(exc, trio.BrokenResourceError)
 
 
 def _encode_headers(response: HTTPResponse | ResponseStream) -> list[tuple[bytes, bytes]]:
@@ -242,9 +253,10 @@ class Connection:
                 self.phase = Phase.LINGERING
                 await linger(self._stream, self._config)
         finally:
-            if self._aborted and self._fd is not None:
-                # An abort must look like one even to a client reading to EOF (an
-                # HTTP/1.0 body): close with a reset, not a FIN.
+            if self._fd is not None and (self._aborted or self._h11.our_state is h11.SEND_BODY):
+                # An abort, or a streamed body cut anywhere (a shutdown cancelling a
+                # handler between two sends, say), must look like one even to a client
+                # reading to EOF (an HTTP/1.0 body): close with a reset, not a FIN.
                 self._stream.socket.setsockopt(  # type: ignore[attr-defined]
                     socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
                 )
@@ -367,7 +379,7 @@ class Connection:
             if isinstance(response, FileResponse):
                 response._apply(request.method, request.headers)
         except Exception as exc:
-            if self._head_sent:
+            if self._head_sent or self._aborted:
                 self._abort(request, exc)
                 return
             if isinstance(exc, PayloadTooLarge) or request.stream.error:
@@ -380,7 +392,7 @@ class Connection:
                 await self._send_streamed(request, response)
                 return
             except Exception as exc:
-                if self._head_sent:
+                if self._head_sent or self._aborted:
                     self._abort(request, exc)
                     return
                 response = await app._error_response(request, exc)
@@ -436,8 +448,9 @@ class Connection:
         return response
 
     def _abort(self, request: Request, exc: Exception) -> None:
-        """The response has started: cut the connection so the client sees truncation."""
-        log.error("%s failed after its response started; aborting", request, exc_info=exc)
+        """The response has started (or was cut): abort so the client sees truncation."""
+        if not (self._aborted and _only_broken(exc)):  # (else _cut has logged why)
+            log.error("%s failed after its response started; aborting", request, exc_info=exc)
         self._must_close = True
         self._gone = True
         self._aborted = True
@@ -488,6 +501,8 @@ class Connection:
     async def _send_whole(
         self, request: Request, response: HTTPResponse, *, middleware: bool = True
     ) -> None:
+        if self._aborted:  # a 100 Continue was cut: the client's stream is broken
+            return
         try:
             if middleware and self._app._response_middleware:
                 response = await self._app._apply_response_middleware(request, response)
@@ -549,12 +564,18 @@ class Connection:
             # A response kept past its request (say, by a task in app.nursery): its
             # connection has moved on or closed, and may even be another client's now.
             raise trio.ClosedResourceError("this response's request is over")
+        if self._aborted:
+            # A send was cut short (or the response failed): writing more would put
+            # bytes where the client expects the rest of the cut piece.
+            raise trio.BrokenResourceError("the connection was aborted; nothing more can be sent")
         return request
 
     async def send_head(self, response: ResponseStream) -> None:
         """Send a streamed response's head (the :class:`ResponseSink` interface)."""
         request = self._current(response)
         await self._app._apply_response_middleware(request, response)
+        # Before h11 takes the head as sent: cancelled now, the response can still start.
+        await trio.lowlevel.checkpoint_if_cancelled()
         headers = _encode_headers(response)
         self._extra_headers(headers)
         try:
@@ -605,25 +626,29 @@ class Connection:
         request = self._current(response)
         framing = self._framing
         size = len(data)
+        # Counted once written: a send cancelled before its first byte sent nothing.
         if framing == _CHUNKED:
-            self._body_sent += size
             # One buffer: copying the piece costs less than the kernel's three-part writev.
-            await self._send(b"%x\r\n%b\r\n" % (size, data))
+            await self._send(b"%x\r\n%b\r\n" % (size, data), body=True)
+            self._body_sent += size
         elif framing == _LENGTH:
             if size > self._body_left:
                 await self._framing_error(request, "more data than its Content-Length")
+            await self._send(data, body=True)
             self._body_left -= size
             self._body_sent += size
-            await self._send(data)
         elif framing == _CLOSE:
+            await self._send(data, body=True)
             self._body_sent += size
-            await self._send(data)
         elif request.method != "HEAD":  # a 204 or 304 has no body
             await self._framing_error(request, f"a body for status {response.status}")
 
     async def send_end(self, response: ResponseStream) -> None:
         """End a streamed response."""
         request = self._current(response)
+        # Before h11 takes the end as sent: cancelled now, the response is left unended,
+        # so the connection closes (with a reset) instead of serving another request.
+        await trio.lowlevel.checkpoint_if_cancelled()
         conn = self._h11
         try:
             if self._body_sent:
@@ -689,6 +714,7 @@ class Connection:
         fd = self._fd
         assert fd is not None
         while count is None or count > 0:
+            await trio.lowlevel.checkpoint_if_cancelled()
             piece = _SENDFILE_PIECE if count is None else min(count, _SENDFILE_PIECE)
             try:
                 sent = os.sendfile(fd, file_fd, offset, piece)
@@ -750,12 +776,24 @@ class Connection:
     def _write_deadline(self) -> float:
         return _deadline(self._config.WRITE_TIMEOUT)
 
-    async def _send(self, data: bytes | bytearray | memoryview, *, last: bool = False) -> None:
+    async def _send(
+        self, data: bytes | bytearray | memoryview, *, last: bool = False, body: bool = False
+    ) -> None:
         """Write to the client under WRITE_TIMEOUT; a client gone cancels the connection.
 
         ``last``: nothing follows in this cycle, so the phase needs no restoring.
+        ``body``: a piece of a streamed body, which nothing has counted as sent yet, so
+        cancelled before its first byte it is simply not sent. Any other piece was taken
+        as sent by h11 already (a head, a final chunk, 100 Continue) or belongs to a
+        response that the cancellation ends (a whole one, a file).
+
+        Cancellation is checked before writing, never after: a send that raises
+        ``Cancelled`` wrote none of its piece, or cut the response (see :meth:`_cut`).
         """
+        if not last:
+            await trio.lowlevel.checkpoint_if_cancelled()
         fd = self._fd
+        sent = 0
         if fd is not None:
             # Plain TCP: try the write now. When the kernel takes it all (the usual
             # case) there is nothing to wait for, so no deadline to arm and no trip
@@ -764,45 +802,82 @@ class Connection:
             try:
                 sent = os.write(fd, data)
             except BlockingIOError:
-                sent = 0
+                pass
             except OSError:
                 await self._lost()
             if sent == size:
                 if not last:  # (else the wait for the next head checkpoints)
                     await self._wrote(size)
                 return
-            rest = memoryview(data)[sent:]  # the rest, without a copy
-        else:
-            rest = memoryview(data)
         phase = self.phase
         deadline = self._scope.deadline
         self.phase = Phase.WRITING
-        self._scope.deadline = _deadline(self._config.WRITE_TIMEOUT)
-        await self._send_all(rest)
+        self._scope.deadline = self._write_deadline()
+        try:
+            if fd is None:
+                await self._send_all(data)
+            else:
+                # Waiting here rather than in the socket's send_all, which does not say
+                # how much it wrote before a cancellation.
+                view = memoryview(data)
+                while sent < size:
+                    await trio.lowlevel.wait_writable(fd)
+                    try:
+                        sent += os.write(fd, view[sent:])
+                    except BlockingIOError:
+                        pass
+                    except OSError:
+                        await self._lost()
+        except trio.Cancelled:
+            # Part of the piece is out (or may be: other streams do not say), or h11
+            # has it as sent: the client's stream no longer matches the framing.
+            if sent or fd is None or not body:
+                self._cut()
+            if not self._scope.cancel_called:  # a scope of the handler's, not a timeout
+                self._resume(phase, deadline)
+            raise
         if last:
             return
         if self._scope.cancel_called:  # WRITE_TIMEOUT passed as the send completed
             await trio.lowlevel.checkpoint()
+        self._resume(phase, deadline)
+
+    def _resume(self, phase: Phase, deadline: float) -> None:
+        """After a wait for the client: back to the phase the write interrupted."""
         if self._head_sent:
             self.phase, self._scope.deadline = Phase.STREAMING, math.inf
         else:  # 100 Continue: back to the handler's deadline
             self.phase, self._scope.deadline = phase, deadline
 
+    def _cut(self) -> None:
+        """A cancellation cut a write short: the client's stream is broken, so reset it.
+
+        The bytes on the wire no longer match what the framing announced, and there is
+        no telling where a next piece would start (Trio's own SSLStream is broken by a
+        cancelled send for the same reason). So the connection is aborted: later sends
+        on the response raise ``BrokenResourceError``, no other request is read, and it
+        closes with a reset once the handler is done.
+        """
+        if not self._aborted and not self._scope.cancel_called:
+            # (The connection's own timeouts, and a client gone, are logged as such.)
+            log.info("%s: a send was cancelled part-way; resetting the connection", self._request)
+        self._aborted = True
+        self._must_close = True
+
     async def _wrote(self, size: int) -> None:
-        """After a write that did not wait: leave RESPONSE_TIMEOUT, and checkpoint."""
+        """After a write that did not wait: leave RESPONSE_TIMEOUT, and let others run."""
         if self._head_sent and self.phase is not Phase.STREAMING:
             # The head is out: RESPONSE_TIMEOUT no longer applies.
             self.phase, self._scope.deadline = Phase.STREAMING, math.inf
-        # Cancellation is seen at every send, but yielding to other tasks costs a trip
-        # through the scheduler: do it once per _YIELD_EVERY bytes.
+        # Cancellation was checked before the write (the piece is out now, so raising
+        # here would hide that), but yielding to other tasks costs a trip through the
+        # scheduler: do it once per _YIELD_EVERY bytes.
         self._unyielded += size
-        if self._unyielded < _YIELD_EVERY:
-            await trio.lowlevel.checkpoint_if_cancelled()
-        else:
+        if self._unyielded >= _YIELD_EVERY:
             self._unyielded = 0
-            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
-    async def _send_all(self, data: bytes | memoryview) -> None:
+    async def _send_all(self, data: bytes | bytearray | memoryview) -> None:
         try:
             await self._stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -843,7 +918,11 @@ class Connection:
             trio.move_on_after(self._config.WRITE_TIMEOUT),
             contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
         ):
-            await self._stream.send_all(data)
+            try:
+                await self._stream.send_all(data)
+            except trio.Cancelled:
+                self._aborted = True  # cut short: a reset, as for every write (_cut)
+                raise
 
     # -- the reader task --------------------------------------------------------------
 
@@ -1081,6 +1160,7 @@ class Connection:
     async def _continue(self) -> None:
         """Send ``100 Continue`` when the handler first reads a body the client holds back."""
         if self._h11.they_are_waiting_for_100_continue and not self._head_sent:
+            await trio.lowlevel.checkpoint_if_cancelled()  # before h11 takes it as sent
             continue_ = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
             await self._send(self._h11.send(continue_))
             self._set_read_idle_timeout(self._read_idle_timeout)  # the clock starts now
