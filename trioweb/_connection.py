@@ -267,9 +267,11 @@ class Connection:
 
     def _client_may_be_sending(self) -> bool:
         """Whether input may still come after the last response (then: linger)."""
-        if self._gone or self._aborted:
-            return False  # the client left, or the connection is reset on purpose
         conn = self._h11
+        if self._gone or self._aborted or conn.our_state is h11.SEND_BODY:
+            # The client left, or the connection is reset on purpose (an abort, or a
+            # response left unfinished).
+            return False
         # A request body not read to its end, input h11 refused, or bytes after the last
         # request (pipelined, or part of a head).
         return conn.their_state in (h11.SEND_BODY, h11.ERROR) or bool(conn.trailing_data[0])
