@@ -32,6 +32,7 @@ import errno
 import logging
 import math
 import os
+import sys
 import time
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -46,6 +47,9 @@ from ._transport import Transport, TransportLost, linger
 from .errors import HTTPError, NotFound, PayloadTooLarge, RequestTimeout, ServiceUnavailable
 from .request import Request, RequestStream
 from .response import FileResponse, HTTPResponse, ResponseStream, StreamingHTTPResponse
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
 
 if TYPE_CHECKING:
     from ._app import App
@@ -90,6 +94,13 @@ def _limit(route_value: Limit, config_value: float) -> float | None:
 
 def _deadline(timeout: float | None) -> float:
     return math.inf if timeout is None else trio.current_time() + timeout
+
+
+def _only_broken(exc: BaseException) -> bool:
+    """Whether ``exc`` is a ``trio.BrokenResourceError``, or a group of nothing else."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(trio.BrokenResourceError)[1] is None
+    return isinstance(exc, trio.BrokenResourceError)
 
 
 def _encode_headers(response: HTTPResponse | ResponseStream) -> list[tuple[bytes, bytes]]:
@@ -196,15 +207,20 @@ class Connection:
                 if self._scope.cancelled_caught and self.ending < Ending.GONE:
                     await self._timed_out()
                 nursery.cancel_scope.cancel()
-            if self.ending < Ending.GONE and self._engine.input_pending:
+            if (
+                self.ending < Ending.GONE
+                and self._engine.input_pending
+                and not (self._response_unfinished)
+            ):
                 # A body not read to its end, a refused request, or bytes after the
                 # last request: the client may still be sending.
                 self.phase = Phase.LINGERING
                 await linger(self._transport.stream, self._config)
         finally:
-            if self.ending is Ending.ABORT:
-                # An abort must look like one even to a client reading to EOF (an
-                # HTTP/1.0 body): close with a reset, not a FIN.
+            if self.ending is Ending.ABORT or self._response_unfinished:
+                # An abort, or a response cut anywhere (a shutdown cancelling a handler
+                # between two sends, say), must look like one even to a client reading
+                # to EOF (an HTTP/1.0 body): close with a reset, not a FIN.
                 self._transport.reset_on_close()
             self._transport.forget()
             self._request = None
@@ -212,6 +228,11 @@ class Connection:
     def _end(self, ending: Ending) -> None:
         if ending > self.ending:
             self.ending = ending
+
+    @property
+    def _response_unfinished(self) -> bool:
+        """Whether a response head went out and its body did not end."""
+        return self._head_sent and not self._response_done
 
     def close_if_idle(self) -> None:
         """Close now if no request is in progress; otherwise after the current one."""
@@ -319,7 +340,7 @@ class Connection:
             if isinstance(response, FileResponse):
                 response._apply(request.method, request.headers)
         except Exception as exc:
-            if self._head_sent:
+            if self._head_sent or self.ending is Ending.ABORT:
                 self._abort(request, exc)
                 return
             if isinstance(exc, PayloadTooLarge) or request.stream.error:
@@ -332,7 +353,7 @@ class Connection:
                 await self._send_streamed(request, response)
                 return
             except Exception as exc:
-                if self._head_sent:
+                if self._head_sent or self.ending is Ending.ABORT:
                     self._abort(request, exc)
                     return
                 response = await app._error_response(request, exc)
@@ -388,8 +409,9 @@ class Connection:
         return response
 
     def _abort(self, request: Request, exc: Exception) -> None:
-        """The response has started: cut the connection so the client sees truncation."""
-        log.error("%s failed after its response started; aborting", request, exc_info=exc)
+        """The response has started (or was cut): abort so the client sees truncation."""
+        if not (self.ending is Ending.ABORT and _only_broken(exc)):  # (else logged by _cut)
+            log.error("%s failed after its response started; aborting", request, exc_info=exc)
         self._end(Ending.ABORT)
 
     def _abort_quietly(self) -> None:
@@ -413,6 +435,7 @@ class Connection:
         self._request = None
         self._body_done = None
         self._reading_head = True
+        self._head_sent = self._response_done = False
         if self._engine.buffered:
             # A pipelined request is already buffered: wake the reader to parse it.
             self._cycle_started.set()
@@ -441,6 +464,8 @@ class Connection:
     async def _send_whole(
         self, request: Request, response: HTTPResponse, *, middleware: bool = True
     ) -> None:
+        if self.ending is Ending.ABORT:  # a 100 Continue was cut: the client's stream is broken
+            return
         try:
             if middleware and self._app._response_middleware:
                 response = await self._app._apply_response_middleware(request, response)
@@ -483,12 +508,18 @@ class Connection:
             # A response kept past its request (say, by a task in app.nursery): its
             # connection has moved on or closed, and may even be another client's now.
             raise trio.ClosedResourceError("this response's request is over")
+        if self.ending is Ending.ABORT:
+            # A send was cut short (or the response failed): writing more would put
+            # bytes where the client expects the rest of the cut piece.
+            raise trio.BrokenResourceError("the connection was aborted; nothing more can be sent")
         return request
 
     async def send_head(self, response: ResponseStream) -> None:
         """Send a streamed response's head (the :class:`ResponseSink` interface)."""
         request = self._current(response)
         await self._app._apply_response_middleware(request, response)
+        # Before the head counts as sent: cancelled now, the response can still start.
+        await trio.lowlevel.checkpoint_if_cancelled()
         headers = _encode_headers(response)
         try:
             data = self._response_head(response.status, headers)
@@ -516,25 +547,29 @@ class Connection:
         request = self._current(response)
         framing = self._engine.framing
         size = len(data)
+        # Counted once written: a send cancelled before its first byte sent nothing.
         if framing is Framing.CHUNKED:
-            self._body_sent += size
             # One buffer: copying the piece costs less than the kernel's three-part writev.
-            await self._send(self._engine.chunk(data))
+            await self._send(self._engine.chunk(data), body=True)
+            self._body_sent += size
         elif framing is Framing.LENGTH:
             if size > self._body_left:
                 await self._framing_error(request, "more data than its Content-Length")
+            await self._send(data, body=True)
             self._body_left -= size
             self._body_sent += size
-            await self._send(data)
         elif framing is Framing.CLOSE:
+            await self._send(data, body=True)
             self._body_sent += size
-            await self._send(data)
         elif request.method != "HEAD":  # a 204 or 304 has no body
             await self._framing_error(request, f"a body for status {response.status}")
 
     async def send_end(self, response: ResponseStream) -> None:
         """End a streamed response."""
         request = self._current(response)
+        # Before the end counts as sent: cancelled now, the response is left unended, so
+        # the connection closes (with a reset) instead of serving another request.
+        await trio.lowlevel.checkpoint_if_cancelled()
         if self._engine.framing is Framing.LENGTH and self._body_left:
             await self._framing_error(request, "fewer bytes than its Content-Length")
         end = self._engine.end_of_body()
@@ -593,6 +628,7 @@ class Connection:
         """
         transport = self._transport
         while count is None or count > 0:
+            await trio.lowlevel.checkpoint_if_cancelled()
             piece = _SENDFILE_PIECE if count is None else min(count, _SENDFILE_PIECE)
             try:
                 sent = transport.sendfile(file_fd, offset, piece)
@@ -654,16 +690,28 @@ class Connection:
     def _write_deadline(self) -> float:
         return _deadline(self._config.WRITE_TIMEOUT)
 
-    async def _send(self, data: bytes | bytearray | memoryview, *, last: bool = False) -> None:
+    async def _send(
+        self, data: bytes | bytearray | memoryview, *, last: bool = False, body: bool = False
+    ) -> None:
         """Write to the client under WRITE_TIMEOUT; a client gone cancels the connection.
 
         ``last``: nothing follows in this cycle, so the phase needs no restoring.
+        ``body``: a piece of a streamed body, which nothing has counted as sent yet, so
+        cancelled before its first byte it is simply not sent. Any other piece counts as
+        sent already (a head, a final chunk, 100 Continue) or belongs to a response that
+        the cancellation ends (a whole one, a file).
+
+        Cancellation is checked before writing, never after: a send that raises
+        ``Cancelled`` wrote none of its piece, or cut the response (see :meth:`_cut`).
         """
+        if not last:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        transport = self._transport
         # Try the write now (plain TCP). When the kernel takes it all (the usual case)
         # there is nothing to wait for, so no deadline to arm and no trip through the
         # scheduler.
         try:
-            sent = self._transport.write_nowait(data)
+            sent = transport.write_nowait(data)
         except TransportLost:
             await self._lost()
         size = len(data)
@@ -671,37 +719,69 @@ class Connection:
             if not last:  # (else the wait for the next head checkpoints)
                 await self._wrote(size)
             return
-        rest = memoryview(data)[sent:]  # the rest, without a copy
         phase = self.phase
         deadline = self._scope.deadline
         self.phase = Phase.WRITING
-        self._scope.deadline = _deadline(self._config.WRITE_TIMEOUT)
+        self._scope.deadline = self._write_deadline()
         try:
-            await self._transport.send_all(rest)
+            if transport.direct:
+                # Waiting here rather than in the socket's send_all, which does not say
+                # how much it wrote before a cancellation.
+                view = memoryview(data)
+                while sent < size:
+                    await transport.wait_writable()
+                    sent += transport.write_nowait(view[sent:])
+            else:
+                await transport.send_all(data)
         except TransportLost:
             await self._lost()
+        except trio.Cancelled:
+            # Part of the piece is out (or may be: other streams do not say), or it
+            # counts as sent: the client's stream no longer matches the framing.
+            if sent or not transport.direct or not body:
+                self._cut()
+            if not self._scope.cancel_called:  # a scope of the handler's, not a timeout
+                self._resume(phase, deadline)
+            raise
         if last:
             return
         if self._scope.cancel_called:  # WRITE_TIMEOUT passed as the send completed
             await trio.lowlevel.checkpoint()
+        self._resume(phase, deadline)
+
+    def _resume(self, phase: Phase, deadline: float) -> None:
+        """After a wait for the client: back to the phase the write interrupted."""
         if self._head_sent:
             self.phase, self._scope.deadline = Phase.STREAMING, math.inf
         else:  # 100 Continue: back to the handler's deadline
             self.phase, self._scope.deadline = phase, deadline
 
+    def _cut(self) -> None:
+        """A cancellation cut a write short: the client's stream is broken, so reset it.
+
+        The bytes on the wire no longer match what the framing announced, and there is
+        no telling where a next piece would start (Trio's own SSLStream is broken by a
+        cancelled send for the same reason). So the connection is aborted: later sends
+        on the response raise ``BrokenResourceError``, no other request is read, and it
+        closes with a reset once the handler is done.
+        """
+        if self.ending is not Ending.ABORT and not self._scope.cancel_called:
+            # (The connection's own timeouts, and a client gone, are logged as such.)
+            log.info("%s: a send was cancelled part-way; resetting the connection", self._request)
+        self._end(Ending.ABORT)
+
     async def _wrote(self, size: int) -> None:
-        """After a write that did not wait: leave RESPONSE_TIMEOUT, and checkpoint."""
+        """After a write that did not wait: leave RESPONSE_TIMEOUT, and let others run."""
         if self._head_sent and self.phase is not Phase.STREAMING:
             # The head is out: RESPONSE_TIMEOUT no longer applies.
             self.phase, self._scope.deadline = Phase.STREAMING, math.inf
-        # Cancellation is seen at every send, but yielding to other tasks costs a trip
-        # through the scheduler: do it once per _YIELD_EVERY bytes.
+        # Cancellation was checked before the write (the piece is out now, so raising
+        # here would hide that), but yielding to other tasks costs a trip through the
+        # scheduler: do it once per _YIELD_EVERY bytes.
         self._unyielded += size
-        if self._unyielded < _YIELD_EVERY:
-            await trio.lowlevel.checkpoint_if_cancelled()
-        else:
+        if self._unyielded >= _YIELD_EVERY:
             self._unyielded = 0
-            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def _framing_error(self, request: Request, problem: str) -> NoReturn:
         """The body does not fit the response's framing: abort, and log why."""
@@ -733,7 +813,12 @@ class Connection:
             trio.move_on_after(self._config.WRITE_TIMEOUT),
             contextlib.suppress(TransportLost),
         ):
-            await self._transport.send_all(data)
+            try:
+                await self._transport.send_all(data)
+            except trio.Cancelled:
+                self._end(Ending.ABORT)  # cut short: a reset, as for every write (_cut)
+                raise
+            self._response_done = True
 
     # -- the reader task --------------------------------------------------------------
 
@@ -898,6 +983,7 @@ class Connection:
         """Send ``100 Continue`` when the handler first reads a body the client holds back."""
         engine = self._engine
         if engine.waiting_for_continue and not self._head_sent:
+            await trio.lowlevel.checkpoint_if_cancelled()  # before it counts as sent
             await self._send(engine.informational_continue())
             self._set_read_idle_timeout(self._read_idle_timeout)  # the clock starts now
 

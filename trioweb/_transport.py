@@ -47,6 +47,11 @@ class Transport:
         )
 
     @property
+    def direct(self) -> bool:
+        """Whether reads and writes go straight to the socket's fd (plain TCP)."""
+        return self._fd is not None
+
+    @property
     def can_sendfile(self) -> bool:
         """Whether :meth:`sendfile` may be used (plain TCP on a system that has it)."""
         return self._fd is not None and _HAS_SENDFILE
