@@ -142,7 +142,7 @@ class ResponseStream:
         await self._take_turn()
         try:
             if self.ended:
-                raise RuntimeError("the response has already ended")
+                raise trio.ClosedResourceError("the response has already ended")
             if not self.head_sent:
                 await self._sink.send_head(self)
                 self.head_sent = True
