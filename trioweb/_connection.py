@@ -507,6 +507,8 @@ class Connection:
         if request is None or request.response is not response:
             # A response kept past its request (say, by a task in app.nursery): its
             # connection has moved on or closed, and may even be another client's now.
+            if self._gone:  # the client left, or the connection was aborted
+                raise trio.BrokenResourceError("this response's connection is gone")
             raise trio.ClosedResourceError("this response's request is over")
         if self.ending is Ending.ABORT:
             # A send was cut short (or the response failed): writing more would put
@@ -576,6 +578,40 @@ class Connection:
         if end:
             await self._send(end)
         self._response_done = True
+
+    async def wait_writable(self, response: ResponseStream) -> None:
+        """Wait until the client can take more bytes, within WRITE_TIMEOUT.
+
+        ``wait_send_all_might_not_block`` of a streamed response: the socket itself on
+        plain TCP, else the stream's own wait (TLS, the test client's pipe).
+        """
+        self._current(response)
+        phase, deadline = self.phase, self._scope.deadline
+        self.phase, self._scope.deadline = Phase.WRITING, self._write_deadline()
+        try:
+            if self._fd is not None:
+                await trio.lowlevel.wait_writable(self._fd)
+            else:
+                await self._stream.wait_send_all_might_not_block()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._lost()
+        finally:
+            if not self._scope.cancel_called:  # (else the phase says which timeout fired)
+                self.phase, self._scope.deadline = phase, deadline
+        if self._scope.cancel_called:  # WRITE_TIMEOUT passed as the wait ended
+            await trio.lowlevel.checkpoint()
+
+    def abort(self, response: ResponseStream) -> None:
+        """A streamed response was closed before its end went out: reset the connection.
+
+        So that the client cannot take the part it got for the whole response. When the
+        connection is already ending (a timeout, the client gone), it does its own.
+        """
+        request = self._request
+        if request is None or request.response is not response or self._scope.cancel_called:
+            return
+        log.info("%s: its response was closed before its end; aborting", request)
+        self._abort_quietly()
 
     # -- files ------------------------------------------------------------------------
 
@@ -858,6 +894,10 @@ class Connection:
         finally:
             self._heads_send.close()
             if self._body_send is not None:
+                # The body will never end: a read must not take what came for all of it.
+                stream = self._body_stream
+                if stream is not None and stream.error is None:
+                    stream.error = trio.BrokenResourceError("the request body was cut off")
                 self._body_send.close()
 
     def _set_read_idle_timeout(self, timeout: float | None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json as _json
+import operator
 from collections.abc import Awaitable, Callable, Sequence
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -21,13 +22,15 @@ if TYPE_CHECKING:
 __all__ = ["Request", "RequestStream"]
 
 
-class RequestStream:
-    """The request body, chunk by chunk, from a bounded Trio memory channel.
+class RequestStream(trio.abc.ReceiveStream):
+    """The request body, as a Trio :class:`~trio.abc.ReceiveStream` fed by a bounded channel.
 
     The connection pushes at most ``REQUEST_QUEUE_SIZE`` chunks ahead of the reader;
     while the channel is full it does not read the socket, so a slow handler slows the
-    client down instead of filling memory. ``async for chunk in stream`` yields non-empty
-    ``bytes``; ``await stream.read()`` returns the next chunk, or ``None`` at the end.
+    client down instead of filling memory. Read it the Trio way, with
+    :meth:`receive_some` (``b""`` at the end), or Sanic's, with :meth:`read` (``None`` at
+    the end); ``async for chunk in stream`` yields non-empty ``bytes``. All of them share
+    one position in the body, and one task may read at a time.
 
     ``max_size`` (bytes, ``None`` for no limit) may be changed before or while reading;
     passing it raises :class:`~trioweb.errors.PayloadTooLarge`. The size the client
@@ -51,6 +54,12 @@ class RequestStream:
         self._received = 0
         #: Set by the connection when the body cannot be completed (malformed framing).
         self.error: Exception | None = None
+        # The part of a chunk that receive_some(max_bytes) has not returned yet:
+        # _rest[_rest_start:].
+        self._rest = b""
+        self._rest_start = 0
+        self._reading = False  # a read is under way (Trio's one-reader rule)
+        self._closed = False  # closed by the application: close() or aclose()
 
     @property
     def received(self) -> int:
@@ -60,7 +69,7 @@ class RequestStream:
     @property
     def complete(self) -> bool:
         """Whether nothing is left to read: the body ended, or the stream was closed."""
-        return self._channel is None
+        return self._channel is None and not self._rest
 
     def _check_size(self, size: int) -> None:
         if self.max_size is not None and size > self.max_size:
@@ -69,8 +78,64 @@ class RequestStream:
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"the request body is larger than {self.max_size:.0f} bytes")
 
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        """The next bytes of the body, at most ``max_bytes``; ``b""`` once it has ended.
+
+        Trio's :meth:`trio.abc.ReceiveStream.receive_some`. Without ``max_bytes``, a whole
+        chunk as it arrived (at most ``REQUEST_BUFFER_SIZE`` bytes), without a copy; with
+        it, the rest of a longer chunk is kept for the next call. After the end, every
+        call returns ``b""``.
+
+        Raises:
+          PayloadTooLarge: the body passed ``max_size`` (a 413 for the client).
+          HTTPError: the body's framing is malformed (a 400).
+          trio.BrokenResourceError: the body was cut off (the client went away).
+          trio.BusyResourceError: another task is reading this body.
+          trio.ClosedResourceError: the stream was closed (:meth:`aclose`, :meth:`close`).
+          ValueError: ``max_bytes`` is less than 1.
+        """
+        if max_bytes is not None:
+            max_bytes = operator.index(max_bytes)
+            if max_bytes < 1:
+                raise ValueError("max_bytes must be at least 1")
+        if self._closed:
+            await trio.lowlevel.checkpoint()
+            raise trio.ClosedResourceError("the request body stream was closed")
+        return await self._receive(max_bytes) or b""
+
     async def read(self) -> bytes | None:
-        """The next chunk of the body, or ``None`` once it has all been read."""
+        """The next chunk of the body, or ``None`` once it has all been read.
+
+        Sanic's name: also ``None`` after :meth:`close`. Raises as :meth:`receive_some`.
+        """
+        if self._closed:
+            return None
+        return await self._receive(None)
+
+    async def _receive(self, max_bytes: int | None) -> bytes | None:
+        if self._reading:
+            raise trio.BusyResourceError("another task is already reading this request body")
+        self._reading = True
+        try:
+            if self._rest:
+                await trio.lowlevel.checkpoint()  # (cancelled here, the rest stays)
+                chunk, start = self._rest, self._rest_start
+            else:
+                received = await self._receive_chunk()
+                if received is None:
+                    return None
+                chunk, start = received, 0
+            end = len(chunk) if max_bytes is None else min(len(chunk), start + max_bytes)
+            if end < len(chunk):
+                self._rest, self._rest_start = chunk, end
+            else:
+                self._rest = b""
+            return chunk if start == 0 and end == len(chunk) else chunk[start:end]
+        finally:
+            self._reading = False
+
+    async def _receive_chunk(self) -> bytes | None:
+        """The next chunk from the channel, or ``None`` at the end; checks the limits."""
         if self._channel is not None:
             self._check_size(self.declared)
         if self._on_first_read is not None:
@@ -79,11 +144,13 @@ class RequestStream:
         if self._channel is None:
             if self.error is not None:
                 raise self.error
+            await trio.lowlevel.checkpoint()
             return None
         try:
             chunk = await self._channel.receive()
         except trio.EndOfChannel:
             self._channel = None
+            await trio.lowlevel.cancel_shielded_checkpoint()  # (the end did not yield)
             if self.error is not None:
                 raise self.error from None
             return None
@@ -91,11 +158,8 @@ class RequestStream:
         self._check_size(self._received)
         return chunk
 
-    # A plain async iterator rather than an async generator: a loop that breaks early
-    # leaves no suspended generator behind for the garbage collector to finalize.
-    def __aiter__(self) -> RequestStream:
-        return self
-
+    # Trio's __aiter__ returns the stream itself: a plain async iterator rather than an
+    # async generator, so a loop that breaks early leaves no suspended generator behind.
     async def __anext__(self) -> bytes:
         chunk = await self.read()
         if chunk is None:
@@ -104,9 +168,20 @@ class RequestStream:
 
     def close(self) -> None:
         """Stop reading: the rest of the body is discarded by the connection."""
+        self._closed = True
+        self._rest = b""
         if self._channel is not None:
             self._channel.close()
             self._channel = None
+
+    async def aclose(self) -> None:
+        """Trio's :meth:`~trio.abc.AsyncResource.aclose`: :meth:`close`, then a checkpoint.
+
+        Later calls to :meth:`receive_some` raise ``trio.ClosedResourceError`` (and
+        :meth:`read` returns ``None``); closing again does nothing.
+        """
+        self.close()
+        await trio.lowlevel.checkpoint()
 
 
 class Request:

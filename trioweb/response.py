@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json as _json
 import mimetypes
 import os
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from types import TracebackType
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -92,23 +93,31 @@ class ResponseSink(Protocol):
     """Where a :class:`ResponseStream` writes: the connection serving the request.
 
     Each call names the response it is for, so the connection can refuse one whose
-    request is over (raising ``trio.ClosedResourceError``).
+    request is over (raising ``trio.ClosedResourceError``, or
+    ``trio.BrokenResourceError`` when the connection is gone).
     """
 
     async def send_head(self, response: ResponseStream) -> None: ...
     async def send_data(self, response: ResponseStream, data: bytes) -> None: ...
     async def send_end(self, response: ResponseStream) -> None: ...
+    async def wait_writable(self, response: ResponseStream) -> None: ...
+    def abort(self, response: ResponseStream) -> None: ...
     def response_deadline(self) -> float: ...
     def move_response_deadline(self, deadline: float) -> None: ...
 
 
-class ResponseStream:
-    """A response sent piece by piece; made by ``request.respond()``.
+class ResponseStream(trio.abc.SendStream):
+    """A response sent piece by piece, made by ``request.respond()``; a Trio ``SendStream``.
 
     Use it as ``async with request.respond() as resp: await resp.send(...)`` (the
     response ends when the block exits), or ``resp = await request.respond()``, then
     ``await resp.send(...)`` and ``await resp.eof()``. ``status`` and ``headers`` may be
     changed until the first send. ``send`` waits while the client is slow to read.
+
+    As a :class:`trio.abc.SendStream` it works with any Trio code that writes to a
+    stream: :meth:`send_all`, :meth:`wait_send_all_might_not_block`, and :meth:`aclose`,
+    which ends the response. Sending on a response that has ended raises
+    ``trio.ClosedResourceError``.
     """
 
     def __init__(self, sink: ResponseSink, status: int, headers: Headers) -> None:
@@ -120,6 +129,9 @@ class ResponseStream:
         # a trip through the scheduler on every send, even when nobody else is sending.
         self._busy = False
         self._waiting = trio.lowlevel.ParkingLot()
+        # A send_all or wait_send_all_might_not_block is under way: Trio's rule allows
+        # one at a time (a second raises BusyResourceError); send() just queues.
+        self._trio_sending = False
         self.head_sent = False
         self.ended = False
 
@@ -136,13 +148,24 @@ class ResponseStream:
             self._busy = False
 
     async def send(self, data: bytes | str) -> None:
-        """Send a piece of the body (the headers first, if not sent yet)."""
+        """Send a piece of the body (the headers first, if not sent yet).
+
+        ``str`` is sent encoded as UTF-8. Several tasks may send at once: their pieces
+        go out whole, one after another, in the order they called.
+
+        Raises:
+          trio.ClosedResourceError: the response has ended.
+          trio.BrokenResourceError: the connection is gone (when not cancelled first).
+        """
         if isinstance(data, str):
             data = data.encode()
+        await self._send_piece(data)
+
+    async def _send_piece(self, data: bytes) -> None:
         await self._take_turn()
         try:
             if self.ended:
-                raise RuntimeError("the response has already ended")
+                raise trio.ClosedResourceError("the response has already ended")
             if not self.head_sent:
                 await self._sink.send_head(self)
                 self.head_sent = True
@@ -174,8 +197,88 @@ class ResponseStream:
         finally:
             self._end_turn()
 
-    async def __aenter__(self) -> ResponseStream:
-        return self
+    @contextlib.contextmanager
+    def _trio_send(self) -> Iterator[None]:
+        """Trio's rules around :meth:`send_all` and :meth:`wait_send_all_might_not_block`."""
+        if self._trio_sending:
+            raise trio.BusyResourceError("another task is already sending on this response")
+        self._trio_sending = True
+        try:
+            yield
+        except trio.BrokenResourceError:
+            if self.ended:  # closed while this call waited: Trio says so, not "broken"
+                raise trio.ClosedResourceError("the response was closed") from None
+            raise
+        finally:
+            self._trio_sending = False
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        """Send ``data`` as the next piece of the body (the head first, if not sent yet).
+
+        Trio's :meth:`trio.abc.SendStream.send_all`: returns once the data is written,
+        waiting while the client is slow to read (up to ``WRITE_TIMEOUT``). It is always
+        a Trio checkpoint, and cancelled there it sends nothing; :meth:`send` yields to
+        other tasks less often, which is faster for many small pieces.
+
+        Raises:
+          trio.BusyResourceError: another task is in ``send_all`` or
+            ``wait_send_all_might_not_block`` on this response (:meth:`send` queues
+            instead).
+          trio.ClosedResourceError: the response has ended (or was closed meanwhile).
+          trio.BrokenResourceError: the connection is gone (when not cancelled first).
+          TypeError: ``data`` is a ``str`` (:meth:`send` encodes one).
+        """
+        if isinstance(data, str):
+            raise TypeError("send_all() takes bytes; send() also takes str")
+        if type(data) is not bytes:
+            data = bytes(data)  # the framing takes bytes: one copy of a bytearray
+        with self._trio_send():
+            await trio.lowlevel.checkpoint()
+            await self._send_piece(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        """Wait until the client's connection can take more bytes.
+
+        Trio's :meth:`trio.abc.SendStream.wait_send_all_might_not_block`: on plain TCP
+        it waits until the socket is writable, on TLS (and the test client's streams)
+        it asks the stream underneath. It waits at most ``WRITE_TIMEOUT``, like a send.
+
+        Raises:
+          trio.BusyResourceError: another task is in ``send_all`` or
+            ``wait_send_all_might_not_block`` on this response.
+          trio.ClosedResourceError: the response has ended.
+          trio.BrokenResourceError: the connection is gone.
+        """
+        with self._trio_send():
+            await trio.lowlevel.checkpoint()
+            await self._take_turn()
+            try:
+                if self.ended:
+                    raise trio.ClosedResourceError("the response has already ended")
+                await self._sink.wait_writable(self)
+            finally:
+                self._end_turn()
+
+    async def aclose(self) -> None:
+        """End the response, as :meth:`eof` does; Trio's :meth:`~trio.abc.AsyncResource.aclose`.
+
+        Closing again does nothing. A connection that is gone leaves nothing to end,
+        so that is not an error here. Cancelled before the end went out (as by
+        ``trio.aclose_forcefully``), the response is closed all the same: the
+        connection is reset, so the client cannot take what it got for the whole body.
+        """
+        if self.ended:
+            await trio.lowlevel.checkpoint()
+            return
+        try:
+            await trio.lowlevel.checkpoint()
+            await self.eof()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.ended = True  # the connection is gone, or the request is over
+        except BaseException:
+            self.ended = True
+            self._sink.abort(self)
+            raise
 
     async def __aexit__(
         self,

@@ -170,11 +170,27 @@ class _PipeStream(trio.abc.HalfCloseableStream):
         await trio.lowlevel.checkpoint()
 
 
-def memory_pipe_pair(buffer_size: int = 65536) -> tuple[_PipeStream, _PipeStream]:
-    """Two connected in-memory streams, each direction buffering ``buffer_size`` bytes.
+def memory_pipe_pair(
+    buffer_size: int = 65536,
+) -> tuple[trio.abc.HalfCloseableStream, trio.abc.HalfCloseableStream]:
+    """Two connected in-memory Trio streams: what one sends, the other receives.
 
-    With ``buffer_size=0`` nothing is buffered: ``send_all`` waits for a reader, hands
-    it the whole piece, and returns once the reader has taken all of it.
+    The pipe under :class:`TestClient`, for testing code of your own that reads or
+    writes Trio streams. Each direction holds at most ``buffer_size`` bytes, and a
+    sender waits while it is full, as on a socket. With ``buffer_size=0`` nothing is
+    buffered: ``send_all`` waits for a reader, hands it the whole piece, and returns
+    once the reader has taken all of it. Both ends follow Trio's stream contract, as
+    checked by ``trio.testing.check_half_closeable_stream``: ``trio.BusyResourceError`` for two
+    tasks sending (or receiving) at once, ``trio.ClosedResourceError`` after this end
+    was closed, ``trio.BrokenResourceError`` once the other end has closed, and
+    ``send_eof()`` to end one direction.
+
+    Args:
+      buffer_size: the most bytes in flight in each direction.
+
+    Returns:
+      The two ends, ``(a, b)``: ``a.send_all()`` reaches ``b.receive_some()``, and the
+      other way round.
     """
     one, two = _Buffer(buffer_size), _Buffer(buffer_size)
     return _PipeStream(one, two), _PipeStream(two, one)
