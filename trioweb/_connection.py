@@ -507,7 +507,7 @@ class Connection:
         if request is None or request.response is not response:
             # A response kept past its request (say, by a task in app.nursery): its
             # connection has moved on or closed, and may even be another client's now.
-            if self._gone:  # the client left, or the connection was aborted
+            if self.ending >= Ending.GONE:  # the client left, or the connection was aborted
                 raise trio.BrokenResourceError("this response's connection is gone")
             raise trio.ClosedResourceError("this response's request is over")
         if self.ending is Ending.ABORT:
@@ -589,11 +589,8 @@ class Connection:
         phase, deadline = self.phase, self._scope.deadline
         self.phase, self._scope.deadline = Phase.WRITING, self._write_deadline()
         try:
-            if self._fd is not None:
-                await trio.lowlevel.wait_writable(self._fd)
-            else:
-                await self._stream.wait_send_all_might_not_block()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._transport.wait_send_all_might_not_block()
+        except TransportLost:
             await self._lost()
         finally:
             if not self._scope.cancel_called:  # (else the phase says which timeout fired)

@@ -108,6 +108,16 @@ class Transport:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise TransportLost from None
 
+    async def wait_send_all_might_not_block(self) -> None:
+        """Wait until a write would take some bytes: the socket on TCP, else the stream."""
+        try:
+            if self._fd is not None:
+                await trio.lowlevel.wait_writable(self._fd)
+            else:
+                await self.stream.wait_send_all_might_not_block()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise TransportLost from None
+
     def sendfile(self, file_fd: int, offset: int, count: int) -> int:
         """Send file bytes with zero copies; raises ``BlockingIOError`` when full."""
         assert self._fd is not None
@@ -117,7 +127,7 @@ class Transport:
             raise TransportLost from None
 
     async def wait_writable(self) -> None:
-        """Wait until the socket has room (after :meth:`sendfile` said it had none)."""
+        """Wait until the socket has room (after a direct write said it had none)."""
         assert self._fd is not None
         await trio.lowlevel.wait_writable(self._fd)
 
