@@ -1,0 +1,62 @@
+"""Fixtures shared by the whole suite.
+
+``http_engine``: the protocol tests run once per HTTP engine (h11 and httptools), as
+uvicorn's run once per ``http_protocol_cls``; the engine is the default of
+``Config.HTTP_ENGINE`` for the duration of a test, so every app a test builds uses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from trioweb import Config
+
+ENGINES = ["h11", "httptools"]
+
+# The modules whose tests serve requests in-process: each of their tests runs with
+# each engine. (Subprocess tests, docs and pure unit tests run once, with "auto".)
+_PER_ENGINE = {
+    "test_app",
+    "test_body_streams",
+    "test_cancelled_send",
+    "test_chunked",
+    "test_end_to_end",
+    "test_files",
+    "test_fuzz",
+    "test_headers",
+    "test_leaks",
+    "test_limits",
+    "test_linger",
+    "test_logs",
+    "test_paths",
+    "test_protocol",
+    "test_request_response",
+    "test_response_stream",
+    "test_review",
+    "test_static",
+    "test_stream_timeouts",
+    "test_streaming",
+    "test_strict",
+    "test_testing",
+    "test_timeouts",
+    "test_tls",
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.module.__name__ in _PER_ENGINE and "http_engine" in metafunc.fixturenames:
+        metafunc.parametrize("http_engine", ENGINES, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def http_engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The HTTP engine this test's servers use."""
+    engine: str = getattr(request, "param", "auto")
+    previous = Config.HTTP_ENGINE
+    Config.HTTP_ENGINE = engine
+    try:
+        yield engine
+    finally:
+        Config.HTTP_ENGINE = previous
