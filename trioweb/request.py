@@ -16,7 +16,6 @@ from .errors import BadRequest, PayloadTooLarge
 from .response import ResponseSink, ResponseStream
 
 if TYPE_CHECKING:
-    from ._app import App
     from ._routing import Route
 
 __all__ = ["Request", "RequestStream"]
@@ -215,7 +214,7 @@ class Request:
 
     def __init__(
         self,
-        app: App,
+        app: Any,
         method: str,
         target: str,
         raw_headers: Sequence[tuple[bytes, bytes]],
