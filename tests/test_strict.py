@@ -21,6 +21,7 @@ import trio.testing
 from _helpers import DEADLINE, TRANSPORTS, serving
 
 from trioweb import App, Request
+from trioweb._strict import ProtocolError, request_start
 from trioweb.response import json, text
 
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: test\r\n\r\n"
@@ -873,3 +874,27 @@ async def test_refused_head_request_gets_its_status_without_a_body(
         assert response.status == status
         assert response.raw_body == b""
         assert await client.read_to_eof() == b""
+
+
+@pytest.mark.parametrize(
+    ("data", "start"),
+    [
+        (b"GET / HTTP/1.1\r\n", 0),
+        (b"\r\nGET / HTTP/1.1\r\n", 2),
+        (b"\nGET / HTTP/1.1\r\n", 1),
+        (b"\r\n", 2),
+        (b"\r", -1),
+        (b"\r\n\r\nGET", None),
+        (b"\n\nGET", None),
+        (b"\r\n\r", None),
+        (b"\rGET", None),
+    ],
+)
+def test_request_start_ignores_exactly_one_empty_line(data: bytes, start: int | None) -> None:
+    # The rule itself, as every parser's glue uses it (RFC 9112 2.2).
+    if start is None:
+        with pytest.raises(ProtocolError) as info:
+            request_start(data)
+        assert info.value.status_code == 400
+    else:
+        assert request_start(data) == start
