@@ -864,10 +864,12 @@ class Connection:
                     event = conn.next_event()
                 except h11.RemoteProtocolError as exc:
                     refusal = self._head_refused(exc) if self._reading_head else _refusal(exc)
-                    if refusal is None:
-                        continue
-                    self._protocol_error(refusal)
-                    return
+                    if refusal is not None:
+                        self._protocol_error(refusal)
+                        return
+                    if self._h11 is conn and not await self._receive():
+                        return  # (not parsed again: judged again with more bytes)
+                    continue
                 if event is h11.NEED_DATA:
                     if self.phase is Phase.IDLE and conn.trailing_data[0]:
                         # The first bytes of a head: REQUEST_TIMEOUT for the rest of it.
@@ -1018,15 +1020,8 @@ class Connection:
             return False
         raw = self._head_raw
         self._head_raw = b""
+        # (after an empty line that h11 was not given, the head starts later)
         start = 0 if self._reparsed is None else self._reparsed[0]
-        if start:
-            # h11 was not given the first bytes: they must be one empty line (a CR held
-            # back from it in _head_refused may have been followed by something else).
-            try:
-                request_start(raw)
-            except ProtocolError as exc:
-                self._protocol_error(exc)
-                return False
         refused = check_head(
             event.method,
             event.target,
@@ -1109,14 +1104,15 @@ class Connection:
         )
 
     def _head_refused(self, exc: h11.RemoteProtocolError) -> ProtocolError | None:
-        """h11 refused the head being read: the error to answer, or ``None`` if parsed again.
+        """h11 refused the head being read: the error to answer, or ``None`` to go on.
 
         h11 refuses two things trioweb's rules allow: an empty line before the request
         line (RFC 9112 2.2), and any ``Transfer-Encoding`` but one plain ``chunked``
         (empty list elements, RFC 9110 5.6.1, included). Then a fresh h11 is given the
         same bytes without that empty line and with one ``Transfer-Encoding: chunked``
         line, and :func:`check_head` judges the original bytes. Each such parse applies
-        every fix the bytes so far need, so a refusal without new bytes is final.
+        every fix the bytes so far need, so a refusal without new bytes is final. A lone
+        CR is judged again once more bytes have come (h11 goes on refusing until then).
         """
         raw = self._head_raw
         error = _refusal(exc)
@@ -1129,11 +1125,11 @@ class Connection:
             # h11 gave up on a head over the limit before its request line ended.
             return ProtocolError("request target too long", 414)
         try:
-            line_start = request_start(raw)
+            skip = request_start(raw)
         except ProtocolError as refusal:
             return refusal
-        # A lone CR is held back from h11 until its LF comes.
-        skip = 1 if line_start == -1 else line_start
+        if skip == -1:
+            return None  # a lone CR, refused by h11 at once: its LF may be on the way
         if skip == start and not _refused_transfer_encoding(exc):
             return error
         data = raw[skip:]
