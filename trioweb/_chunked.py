@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import re
 
+from ._strict import ProtocolError
+
 __all__ = ["ChunkError", "ChunkScanner"]
 
 # RFC 9112 7.1: chunk = chunk-size [ chunk-ext ] CRLF chunk-data CRLF, with
@@ -33,12 +35,8 @@ MAX_CHUNK_LINE = 4096
 _SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
 
 
-class ChunkError(Exception):
+class ChunkError(ProtocolError):
     """The chunked framing is malformed (400) or its trailer too large (431)."""
-
-    def __init__(self, message: str, status_code: int = 400) -> None:
-        super().__init__(message)
-        self.status_code = status_code
 
 
 class ChunkScanner:
@@ -110,7 +108,7 @@ class ChunkScanner:
     def _size_line(self, line: bytes) -> None:
         match = _CHUNK_LINE.fullmatch(line)
         if match is None:
-            raise ChunkError(f"malformed chunk-size line {line[:40]!r}")
+            raise ChunkError("malformed chunk-size line")
         size = int(match[1], 16)
         if size:
             self.declared += size

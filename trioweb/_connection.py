@@ -26,10 +26,12 @@ import errno
 import logging
 import math
 import os
+import re
 import socket
 import struct
 import sys
 import time
+from collections.abc import Sequence
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, NoReturn, cast
@@ -40,7 +42,7 @@ import trio
 from ._chunked import ChunkError, ChunkScanner
 from ._files import FileReader
 from ._routing import DEFAULT, Limit, Route, normalize_path
-from ._strict import check_head, head_end
+from ._strict import ProtocolError, check_head, head_end, origin_form, request_start
 from .errors import HTTPError, NotFound, PayloadTooLarge, RequestTimeout, ServiceUnavailable
 from .request import Request, RequestStream
 from .response import FileResponse, HTTPResponse, ResponseStream, StreamingHTTPResponse
@@ -57,7 +59,7 @@ __all__ = ["Connection", "Phase", "linger"]
 
 log = logging.getLogger("trioweb")
 
-_Head = tuple[h11.Request, RequestStream] | h11.RemoteProtocolError
+_Head = tuple[h11.Request, RequestStream] | ProtocolError
 
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 
@@ -101,6 +103,52 @@ def _http_date() -> bytes:
     if _date_cache[0] != now:
         _date_cache = (now, formatdate(now, usegmt=True).encode())
     return _date_cache[1]
+
+
+# h11's refusals in trioweb's words: h11's own messages quote the offending bytes as a
+# Python repr. Matched on how h11's message starts; any other is a "malformed request".
+# (h11 never gets to refuse chunk framing: the ChunkScanner sees those bytes first.)
+_H11_WORDS = (
+    ("illegal request line", "malformed request line"),
+    ("illegal header line", "malformed header line"),
+    ("continuation line at start", "folded header lines (obs-fold) are not allowed"),
+    ("Missing mandatory Host", "no Host header"),
+    ("Found multiple Host", "more than one Host header"),
+    ("conflicting Content-Length", "Content-Length repeated or given as a list"),
+    ("bad Content-Length", "Content-Length is not a decimal number"),
+    ("Receive buffer too long", "request head too large"),
+    # (in a head, _head_refused lets check_head judge these; in a trailer they stand)
+    ("multiple Transfer-Encoding", "Transfer-Encoding repeated"),
+    ("Only Transfer-Encoding", "a transfer coding other than chunked"),
+)
+_TRANSFER_ENCODING_LINE = re.compile(rb"\ntransfer-encoding[ \t]*:[^\n]*", re.IGNORECASE)
+
+
+def _refusal(exc: h11.RemoteProtocolError) -> ProtocolError:
+    """h11's refusal as trioweb's: the same status, in trioweb's words."""
+    message = str(exc)
+    for start, words in _H11_WORDS:
+        if message.startswith(start):
+            return ProtocolError(words, exc.error_status_hint)
+    return ProtocolError("malformed request", exc.error_status_hint)
+
+
+def _refused_transfer_encoding(exc: h11.RemoteProtocolError) -> bool:
+    return str(exc).startswith(("multiple Transfer-Encoding", "Only Transfer-Encoding"))
+
+
+def _single_chunked(head: bytes) -> bytes:
+    """``head`` with its Transfer-Encoding lines replaced by one that h11 accepts.
+
+    h11 refuses any Transfer-Encoding but a single plain ``chunked``, before trioweb's
+    rules (:func:`check_head`, over the original bytes) can judge it. Whether the
+    request is then served is theirs to say; this only gets h11 past its own refusal.
+    """
+    stripped, count = _TRANSFER_ENCODING_LINE.subn(b"", head)
+    if not count:
+        return head
+    line_end = stripped.index(b"\n") + 1
+    return stripped[:line_end] + b"Transfer-Encoding: chunked\r\n" + stripped[line_end:]
 
 
 def _limit(route_value: Limit, config_value: float) -> float | None:
@@ -184,9 +232,7 @@ class Connection:
         )
         self._client = client
         self._scheme = scheme
-        self._h11 = h11.Connection(
-            h11.SERVER, max_incomplete_event_size=config.REQUEST_MAX_HEADER_SIZE
-        )
+        self._h11 = self._new_parser()
         self._heads_send, self._heads_receive = trio.open_memory_channel[_Head](1)
         # Reader side of the current request body; None when there is none or it ended.
         self._body_send: trio.MemorySendChannel[bytes] | None = None
@@ -210,6 +256,9 @@ class Connection:
         # raw bytes of that head so far (for the checks h11's parsing would hide).
         self._reading_head = True
         self._head_raw = b""
+        # After h11 refused a head that trioweb's rules accept: how many bytes at the
+        # start of _head_raw h11 was not given, and how long _head_raw was then.
+        self._reparsed: tuple[int, int] | None = None
         # The method of the head being answered, once h11 has parsed it.
         self._head_method = b""
         # Set while a timeout is being answered.
@@ -325,16 +374,20 @@ class Connection:
         head = await self._receive_head()
         if head is None:
             return False
-        if isinstance(head, h11.RemoteProtocolError):
+        if isinstance(head, ProtocolError):
             log.info("bad request from %s:%s: %s", *self._client, head)
-            await self._send_error(head.error_status_hint, str(head))
+            await self._send_error(head.status_code, str(head))
             return False
         event, body = head
+        target = event.target
+        headers: Sequence[tuple[bytes, bytes]] = event.headers
+        if target[:1] != b"/" and target != b"*":
+            target, headers = origin_form(target, headers)
         request = Request(
             self._app,
             event.method.decode("ascii"),
-            event.target.decode("latin-1"),
-            event.headers,
+            target.decode("latin-1"),
+            headers,
             event.http_version.decode("ascii"),
             self._client,
             self._scheme,
@@ -480,6 +533,7 @@ class Connection:
         self._request = None
         self._body_done = None
         self._reading_head = True
+        self._reparsed = None
         self._head_method = b""
         pipelined = conn.trailing_data[0]
         self._head_raw = pipelined
@@ -965,14 +1019,19 @@ class Connection:
     # -- the reader task --------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        conn = self._h11
         try:
             while True:
+                conn = self._h11  # (a new one after _head_refused)
                 try:
                     event = conn.next_event()
                 except h11.RemoteProtocolError as exc:
-                    self._protocol_error(exc)
-                    return
+                    refusal = self._head_refused(exc) if self._reading_head else _refusal(exc)
+                    if refusal is not None:
+                        self._protocol_error(refusal)
+                        return
+                    if self._h11 is conn and not await self._receive():
+                        return  # (not parsed again: judged again with more bytes)
+                    continue
                 if event is h11.NEED_DATA:
                     if self.phase is Phase.IDLE and conn.trailing_data[0]:
                         # The first bytes of a head: REQUEST_TIMEOUT for the rest of it.
@@ -1085,7 +1144,7 @@ class Connection:
         try:
             chunks.feed(data)
         except ChunkError as exc:
-            self._protocol_error(h11.RemoteProtocolError(str(exc), exc.status_code))
+            self._protocol_error(exc)
             return False
         if chunks.done:
             self._chunks = None
@@ -1109,36 +1168,35 @@ class Connection:
         size = len(event.method) + len(event.target) + 12
         content_length = None
         chunked = False
-        expectation = None
         for name, value in event.headers:
             size += len(name) + len(value) + 4
             if name == b"content-length":
                 content_length = int(value)
             elif name == b"transfer-encoding":
                 chunked = True
-            elif name == b"expect" and value.lower() != b"100-continue":
-                expectation = value
         limit = self._config.REQUEST_MAX_HEADER_SIZE
         if size > limit:
             # RFC 9110 15.5.15: a request line alone over the limit is a 414.
             line = len(event.method) + len(event.target) + 12
-            error = (
-                h11.RemoteProtocolError("request target too long", error_status_hint=414)
+            self._protocol_error(
+                ProtocolError("request target too long", 414)
                 if line > limit
-                else h11.RemoteProtocolError("request head too large", error_status_hint=431)
+                else ProtocolError("request head too large", 431)
             )
-            self._protocol_error(error)
             return False
         raw = self._head_raw
         self._head_raw = b""
-        refused = check_head(event, raw[: head_end(raw)])
+        # (after an empty line that h11 was not given, the head starts later)
+        start = 0 if self._reparsed is None else self._reparsed[0]
+        refused = check_head(
+            event.method,
+            event.target,
+            event.http_version,
+            event.headers,
+            raw[start : head_end(raw, start)],
+        )
         if refused is not None:
             self._protocol_error(refused)
-            return False
-        if expectation is not None:
-            # RFC 9110 10.1.1: 100-continue is the only expectation there is.
-            message = f"unsupported expectation {expectation.decode('latin-1')!r}"
-            self._protocol_error(h11.RemoteProtocolError(message, error_status_hint=417))
             return False
         self._reading_head = False
         # The body bytes already received, for the chunk scanner: h11 is about to
@@ -1148,7 +1206,7 @@ class Connection:
         try:
             following = self._h11.next_event()
         except h11.RemoteProtocolError as exc:
-            following = exc
+            following = _refusal(exc)
         if type(following) is h11.EndOfMessage:
             self._heads_send.send_nowait((event, RequestStream(None, None, None, None)))
             return True
@@ -1165,7 +1223,7 @@ class Connection:
                 return False
         if type(following) is h11.Data:
             await self._push_body(following.data)
-        elif isinstance(following, h11.RemoteProtocolError):
+        elif isinstance(following, ProtocolError):
             self._protocol_error(following)
             return False
         return True
@@ -1207,14 +1265,55 @@ class Connection:
             await self._send(self._h11.send(continue_))
             self._set_read_idle_timeout(self._read_idle_timeout)  # the clock starts now
 
-    def _protocol_error(self, exc: h11.RemoteProtocolError) -> None:
-        self._must_close = True
-        if exc.error_status_hint == 431 and self._reading_head and b"\n" not in self._head_raw:
+    def _new_parser(self) -> h11.Connection:
+        return h11.Connection(
+            h11.SERVER, max_incomplete_event_size=self._config.REQUEST_MAX_HEADER_SIZE
+        )
+
+    def _head_refused(self, exc: h11.RemoteProtocolError) -> ProtocolError | None:
+        """h11 refused the head being read: the error to answer, or ``None`` to go on.
+
+        h11 refuses two things trioweb's rules allow: an empty line before the request
+        line (RFC 9112 2.2), and any ``Transfer-Encoding`` but one plain ``chunked``
+        (empty list elements, RFC 9110 5.6.1, included). Then a fresh h11 is given the
+        same bytes without that empty line and with one ``Transfer-Encoding: chunked``
+        line, and :func:`check_head` judges the original bytes. Each such parse applies
+        every fix the bytes so far need, so a refusal without new bytes is final. A lone
+        CR is judged again once more bytes have come (h11 goes on refusing until then).
+        """
+        raw = self._head_raw
+        error = _refusal(exc)
+        start = 0
+        if self._reparsed is not None:
+            start, parsed_at = self._reparsed
+            if len(raw) == parsed_at:
+                return error
+        if error.status_code == 431 and raw.find(b"\n", start) == -1:
             # h11 gave up on a head over the limit before its request line ended.
-            exc = h11.RemoteProtocolError("request target too long", error_status_hint=414)
+            return ProtocolError("request target too long", 414)
+        try:
+            skip = request_start(raw)
+        except ProtocolError as refusal:
+            return refusal
+        if skip == -1:
+            return None  # a lone CR, refused by h11 at once: its LF may be on the way
+        if skip == start and not _refused_transfer_encoding(exc):
+            return error
+        data = raw[skip:]
+        end = head_end(data)
+        if end != -1:
+            data = _single_chunked(data[:end]) + data[end:]
+        self._h11 = self._new_parser()
+        if data:  # (b"" would tell h11 the client closed)
+            self._h11.receive_data(data)
+        self._reparsed = skip, len(raw)
+        return None
+
+    def _protocol_error(self, exc: ProtocolError) -> None:
+        self._must_close = True
         if self._body_stream is not None:
             # Malformed body framing: the handler's next read raises a 400.
-            self._body_stream.error = HTTPError(str(exc), status_code=exc.error_status_hint)
+            self._body_stream.error = HTTPError(str(exc), status_code=exc.status_code)
             self._end_body()
         elif self._reading_head:
             self._reading_head = False
