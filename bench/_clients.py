@@ -569,9 +569,9 @@ class Recorder:
             if not received:
                 body.closed()
             body.feed(buf, 0, received)
+        self.seen.append(seen)  # before the answer, which the client waits for
         count = str(body.size).encode()
         conn.sendall(
             b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(count)
             + count
         )
-        self.seen.append(seen)

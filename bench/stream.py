@@ -13,7 +13,7 @@ interleaved rounds (sanic, trioweb/h11, trioweb/httptools, sanic, ...), and medi
 compared. The server is pinned to one CPU and the client to another. Only 127.0.0.1 is
 contacted.
 
-Usage: python bench/stream.py [-r 3] [--size 512MiB] [--clients raw,curl] [--show-chunks]
+Usage: python bench/stream.py [-r 5] [--size 512MiB] [--clients raw,curl] [--show-chunks]
 See bench/README.md.
 """
 
@@ -365,7 +365,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Streaming benchmark: trioweb against Sanic, with several clients."
     )
-    parser.add_argument("-r", "--rounds", type=int, default=3, help="rounds per server (3)")
+    parser.add_argument("-r", "--rounds", type=int, default=5, help="rounds per server (5)")
     parser.add_argument(
         "--size", type=byte_size, default=512 * MiB, help="the large body (512MiB)"
     )

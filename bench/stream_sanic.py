@@ -4,7 +4,7 @@ The routes of ``stream_trioweb.py``, written with Sanic's own streaming API
 (``request.stream``, ``await request.respond()``, ``send``, ``eof``). Sanic runs as one
 process (``single_process=True``, no worker manager), without debug mode, access log or
 banner, with its defaults otherwise (uvloop when installed, as it is with sanic).
-``REQUEST_MAX_SIZE`` is raised so that no body size limit can apply to a 1 GiB body
+``REQUEST_MAX_SIZE`` is raised so that no body size limit can apply to a large body
 (Sanic also lifts the limit for streaming handlers by itself).
 """
 

@@ -54,7 +54,7 @@ def test_stream_benchmark_runs(tmp_path: Path) -> None:
 
 def test_defaults() -> None:
     args = stream.parse_args(["--clients", "raw", "--servers", "trioweb"])
-    assert (args.size, args.small, args.chunk, args.rounds) == (512 * MiB, MiB, 256 * KiB, 3)
+    assert (args.size, args.small, args.chunk, args.rounds) == (512 * MiB, MiB, 256 * KiB, 5)
     assert args.clients == ["raw"]
     assert not args.show_chunks
 
