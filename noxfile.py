@@ -45,8 +45,10 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def bench_stream(session: nox.Session) -> None:
-    """Streaming benchmark against Sanic, 1 GiB bodies (see bench/README.md)."""
-    session.install(".", "sanic")  # sanic only here: never a dependency of trioweb
+    """Streaming benchmark against Sanic, with real clients (see bench/README.md)."""
+    # Only here, never dependencies of trioweb: sanic (which brings httptools, for
+    # trioweb's httptools engine too), and the clients httpx and aiohttp; curl is Debian's.
+    session.install(".", "sanic", "httpx", "aiohttp")
     session.run("python", "bench/stream.py", *session.posargs)
 
 
