@@ -41,7 +41,7 @@ def test_imported_roots_sees_every_form_of_import(tmp_path: Path) -> None:
 
 # These still import h11 until the engine branch of issue 11 lands. The xfail is strict:
 # once one of them stops importing h11, its test fails until its name is taken out here.
-STILL_ON_H11 = {"_connection.py", "_strict.py"}
+STILL_ON_H11 = {"_connection.py"}
 
 
 def test_every_module_is_checked() -> None:
