@@ -28,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 from _common import (
@@ -434,6 +435,12 @@ class Results:
         runs = self.latency.get(server)
         return statistics.median(r.ms[percent] for r in runs) if runs else None
 
+    def missing(self, server: str) -> str:
+        """What to show for a value of ``server`` that was not measured."""
+        if server in self.over_capacity:
+            return "over capacity"
+        return "failed" if server in self.failed else "-"
+
     def ratio(self, subject: str, reference: str, workload: str) -> float | None:
         if workload == LATENCY:
             ours, theirs = self.latency_ms(subject, "99"), self.latency_ms(reference, "99")
@@ -513,13 +520,15 @@ def goal_for(subject: str, reference: str, workload: str) -> Goal | None:
 def ratio_table(results: Results, workloads: list[str]) -> tuple[list[str], list[str]]:
     """The ratios in Markdown, each with its goal if it has one; and the goals missed."""
     titles = {s.name: s.title for s in SERVERS}
-    columns = [w for w in workloads if w != LATENCY]
-    head = ["ratio", *columns] + (["p99 latency (theirs / ours)"] if LATENCY in workloads else [])
-    if LATENCY in workloads:
-        columns.append(LATENCY)
-    lines = ["| " + " | ".join(head) + " |", "| --- " + "| ---: " * (len(head) - 1) + "|"]
+    workload_titles = {w.name: w.title for w in WORKLOADS}
+    workload_titles[LATENCY] = "p99 latency (theirs / ours)"
+    columns = [w for w in workloads if w != LATENCY] + [w for w in workloads if w == LATENCY]
+    head = ["ratio", *(workload_titles[w] for w in columns)]
+    lines = ["| " + " | ".join(head) + " |", "| --- " + "| ---: " * len(columns) + "|"]
     missed = []
     for subject, reference in COMPARISONS:
+        if subject not in results.throughput or reference not in results.throughput:
+            continue  # not in this run (--servers)
         cells = [f"{titles[subject]} / {titles[reference]}"]
         for workload in columns:
             ratio = results.ratio(subject, reference, workload)
@@ -544,41 +553,36 @@ def draw_chart(results: Results, workloads: list[str], path: Path, subtitle: str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels: list[tuple[str, Callable[[str], float | None]]] = []
+    #: Title, decimals, and the value of a server.
+    panels: list[tuple[str, int, Callable[[str], float | None]]] = []
     titles = {w.name: w.title for w in WORKLOADS}
     for w in workloads:
         if w != LATENCY:
-            panels.append((f"{titles[w]}: req/s", lambda s, w=w: results.requests_per_sec(s, w)))
+            panels.append(
+                (f"{titles[w]}: req/s", 0, partial(results.requests_per_sec, workload=w))
+            )
     if LATENCY in workloads:
         for p in ("50", "99"):
             title = f"p{p} latency at {results.rate} req/s: ms (lower is better)"
-            panels.append((title, lambda s, p=p: results.latency_ms(s, p)))
+            panels.append((title, 2, partial(results.latency_ms, percent=p)))
     servers = [s for s in SERVERS if s.name in results.throughput]
     columns = 3 if len(panels) > 4 else 2
     rows = math.ceil(len(panels) / columns)
-    figure, axes = plt.subplots(
-        rows, columns, figsize=(6 * columns, 0.35 * len(servers) * rows + 1.5 * rows)
-    )
-    flat = list(axes.flat) if hasattr(axes, "flat") else [axes]
-    for ax, (title, value) in zip(flat, panels, strict=False):
+    height = (0.35 * len(servers) + 1.5) * rows
+    figure, axes = plt.subplots(rows, columns, figsize=(6 * columns, height), squeeze=False)
+    flat = list(axes.flat)
+    for ax, (title, digits, value) in zip(flat, panels, strict=False):
         values = [value(s.name) for s in servers]
         shown = [v if v is not None and not math.isinf(v) else 0.0 for v in values]
         colors = ["#d62728" if s.name.startswith("trioweb") else "#7f7f7f" for s in servers]
         ax.barh([s.title for s in servers], shown, color=colors)
+        ax.set_xlim(0, max(shown, default=0) * 1.2 or 1)  # room for the labels
         ax.invert_yaxis()
         ax.set_title(title, fontsize=10)
         ax.tick_params(labelsize=8)
-        for i, v in enumerate(values):
-            if v is None:
-                ax.text(0, i, " not measured", va="center", fontsize=7)
-            else:
-                ax.text(
-                    shown[i],
-                    i,
-                    f" {show(v, 2 if 'latency' in title else 0)}",
-                    va="center",
-                    fontsize=7,
-                )
+        for i, (server, v) in enumerate(zip(servers, values, strict=True)):
+            label = show(v, digits) if v is not None else results.missing(server.name)
+            ax.text(shown[i], i, f" {label}", va="center", fontsize=7)
     for ax in flat[len(panels) :]:
         ax.axis("off")
     figure.suptitle(f"Peer benchmark: {subtitle}", fontsize=11)
@@ -725,8 +729,8 @@ def main() -> int:
     if pinning.server_cpu is not None:
         load = f"servers on CPU {pinning.server_cpu}, load on CPU {pinning.load_cpu}"
     settings = (
-        f"wrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} interleaved rounds, "
-        f"medians; {load}"
+        f"wrk -t1 -c{args.connections} -d{args.duration}s; rounds: {args.rounds}, "
+        f"interleaved, medians; {load}"
     )
     table = results_table(results, args.workloads)
     cpu = cpu_table(results, args.workloads)
