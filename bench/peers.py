@@ -317,8 +317,8 @@ def check_answer(port: int, workload: Workload, name: str) -> None:
         conn.request(workload.method, workload.path, workload.body or None, dict(workload.headers))
         response = conn.getresponse()
         body = response.read()
-    except OSError as exc:
-        raise BenchError(f"{name}, {workload.name}: no answer ({exc})") from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise BenchError(f"{name}, {workload.name}: no answer ({exc!r})") from None
     finally:
         conn.close()
     headers = {k.lower(): v for k, v in response.getheaders()}
@@ -364,8 +364,11 @@ def run_openloop(port: int, rate: int, setup: Setup, name: str) -> Latency:
         command = [*setup.pinning.prefix(setup.pinning.load_cpu), str(setup.openloop)]
         command += [str(port), str(rate), str(setup.seconds), str(LATENCY_WARMUP)]
         command += [str(setup.connections), str(request), str(latencies)]
-        timeout = LATENCY_WARMUP + setup.seconds + 30
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        timeout = LATENCY_WARMUP + setup.seconds + 30  # it gives up 5 s after the last send
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"{name}: the open-loop client did not finish") from None
         if done.returncode != 0:
             raise BenchError(f"{name}: the open-loop client failed: {done.stderr.strip()}")
         values = array.array("Q")

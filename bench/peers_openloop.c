@@ -4,10 +4,11 @@
  *
  * Request k (k = 0, 1, ...) is due at start + k / RATE seconds, whatever happened to the
  * requests before it: the schedule never waits for the server (wrk waits, and so hides a
- * stall: "coordinated omission"). A due request goes out on the first idle keep-alive
+ * stall: "coordinated omission"). A due request goes out on an idle keep-alive
  * connection of CONNECTIONS, one request per connection at a time (no pipelining); when
  * none is idle it waits, and that wait counts. Its latency runs from the time it was DUE,
- * not from the time it was sent, to the last byte of its response.
+ * not from the time it was sent, to the last byte of its response. Idle connections take
+ * requests in turn (first in, first out), so the load is spread over all of them.
  *
  * Requests due in the first WARMUP seconds are sent but not recorded; those due in the
  * SECONDS after that are. The latency (ns) of each recorded request that was answered goes
@@ -21,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -51,6 +53,24 @@ static int port;
 static int epoll_fd;
 static char *request;
 static size_t request_size;
+
+/* The idle connections, first in first out: the one idle longest takes the next request,
+ * so that the load is spread over all of them, as it is over wrk's connections. */
+static struct conn **idle;
+static int nconns, idle_head, nidle;
+
+static void push_idle(struct conn *c)
+{
+    idle[(idle_head + nidle++) % nconns] = c;
+}
+
+static struct conn *pop_idle(void)
+{
+    struct conn *c = idle[idle_head];
+    idle_head = (idle_head + 1) % nconns;
+    nidle--;
+    return c;
+}
 
 static void fail(const char *what)
 {
@@ -125,7 +145,7 @@ int main(int argc, char **argv)
     port = atoi(argv[1]);
     uint64_t rate = strtoull(argv[2], NULL, 10);
     double seconds = atof(argv[3]), warmup = atof(argv[4]);
-    int nconns = atoi(argv[5]);
+    nconns = atoi(argv[5]);
     if (port <= 0 || rate == 0 || seconds <= 0 || warmup < 0 || nconns <= 0) {
         fprintf(stderr, "peers_openloop: bad arguments\n");
         return 2;
@@ -142,6 +162,7 @@ int main(int argc, char **argv)
     uint64_t *latencies = malloc(sizeof(uint64_t) * (total - first + 1));
     uint64_t answered = 0, recorded_answers = 0, non_200 = 0, errors = 0, worst_late = 0;
 
+    signal(SIGPIPE, SIG_IGN); /* a write to a closed connection is an error, not death */
     epoll_fd = epoll_create1(0);
     int timer = timerfd_create(CLOCK_MONOTONIC, 0);
     if (epoll_fd < 0 || timer < 0)
@@ -149,12 +170,11 @@ int main(int argc, char **argv)
     struct epoll_event tev = {.events = EPOLLIN, .data.ptr = NULL};
     epoll_ctl(epoll_fd, EPOLL_CTL_ADD, timer, &tev);
     struct conn *conns = calloc((size_t)nconns, sizeof *conns);
-    struct conn **idle = calloc((size_t)nconns, sizeof *idle);
-    int nidle = 0;
+    idle = calloc((size_t)nconns, sizeof *idle);
     for (int i = 0; i < nconns; i++) {
         conns[i].buf = malloc(BUFFER_SIZE);
         open_conn(&conns[i]);
-        idle[nidle++] = &conns[i];
+        push_idle(&conns[i]);
     }
 
     uint64_t start = now_ns() + NS / 100; /* 10 ms from now: all set up */
@@ -167,15 +187,19 @@ int main(int argc, char **argv)
             uint64_t due = start + next * NS / rate;
             if (due > now)
                 break;
-            struct conn *c = idle[--nidle];
+            struct conn *c = pop_idle();
             if (write(c->fd, request, request_size) != (ssize_t)request_size) {
-                /* an idle connection's send buffer is empty: a short write is a failure */
-                errors++;
-                done++;
+                /* The server closed this idle connection (its keep-alive timeout): send on
+                 * a new one. An idle connection's send buffer is empty, so a short write
+                 * means the same. */
                 reopen_conn(c);
-                idle[nidle++] = c;
-                next++;
-                continue;
+                if (write(c->fd, request, request_size) != (ssize_t)request_size) {
+                    errors++;
+                    done++;
+                    push_idle(c);
+                    next++;
+                    continue;
+                }
             }
             if (now - due > worst_late)
                 worst_late = now - due;
@@ -215,7 +239,7 @@ int main(int argc, char **argv)
                 if (c->busy) {
                     errors++;
                     done++;
-                    idle[nidle++] = c;
+                    push_idle(c);
                 }
                 reopen_conn(c);
                 continue;
@@ -247,7 +271,7 @@ int main(int argc, char **argv)
             c->filled = 0;
             if (closing)
                 reopen_conn(c);
-            idle[nidle++] = c;
+            push_idle(c);
         }
     }
     uint64_t elapsed = now_ns() - start;
