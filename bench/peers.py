@@ -135,11 +135,10 @@ class Workload:
 
 
 def lua_string(data: bytes) -> str:
-    """A Lua string literal of ``data``: letters, digits and spaces as they are, the rest
-    as decimal escapes (Lua reads ``\\ddd`` as one byte)."""
-    return (
-        '"' + "".join(chr(b) if chr(b).isalnum() or b == 32 else f"\\{b:03d}" for b in data) + '"'
-    )
+    """A Lua string literal of ``data``: ASCII letters, digits and spaces as they are, every
+    other byte as a decimal escape (Lua reads ``\\ddd`` as one byte)."""
+    plain = {*b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 "}
+    return '"' + "".join(chr(b) if b in plain else f"\\{b:03d}" for b in data) + '"'
 
 
 WORKLOADS = [
@@ -445,15 +444,16 @@ class Results:
         return "failed" if server in self.failed else "-"
 
     def ratio(self, subject: str, reference: str, workload: str) -> float | None:
+        """``subject``'s median req/s over ``reference``'s; for ``LATENCY``, ``reference``'s
+        p99 over ``subject``'s, lower being better. Above 1, the subject did better."""
         if workload == LATENCY:
-            ours, theirs = self.latency_ms(subject, "99"), self.latency_ms(reference, "99")
-            ours, theirs = theirs, ours  # lower is better: the reference's over ours
+            top, bottom = self.latency_ms(reference, "99"), self.latency_ms(subject, "99")
         else:
-            ours = self.requests_per_sec(subject, workload)
-            theirs = self.requests_per_sec(reference, workload)
-        if ours is None or theirs is None or theirs == 0 or math.isinf(theirs):
+            top = self.requests_per_sec(subject, workload)
+            bottom = self.requests_per_sec(reference, workload)
+        if top is None or not bottom:
             return None
-        return ours / theirs
+        return top / bottom  # an unanswered request's inf makes it 0 or inf, as it should
 
 
 def auto_rate(results: Results) -> int:

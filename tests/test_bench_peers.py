@@ -99,6 +99,8 @@ def test_wrk_script_sends_the_workloads_bytes() -> None:
     name, value = header.removeprefix("wrk.headers[").split("] = ")
     assert (lua_bytes(name), lua_bytes(value)) == (b"Content-Type", b"application/octet-stream")
     assert len(peers.POST_BODY) == 1024
+    every_byte = peers.lua_string(bytes(range(256)))
+    assert every_byte.isascii() and lua_bytes(every_byte) == bytes(range(256))
     hello = next(w for w in peers.WORKLOADS if w.name == "hello")
     assert hello.wrk_script() == 'wrk.method = "GET"\n'
 
