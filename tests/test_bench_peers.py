@@ -237,13 +237,16 @@ def test_rate_is_half_the_slowest_relevant_server() -> None:
 def test_goals_met_missed_and_not_measured() -> None:
     r = results(trioweb_httptools=[12000], sanic=[10000], trioweb_h11=[5000], trio_h11=[8000])
     r.throughput["starlette"] = {"hello": []}  # in the run, failed before its first result
-    lines, missed = peers.ratio_table(r, ["hello"])
+    lines, verdicts = peers.ratio_table(r, ["hello"])
     text = "\n".join(lines)
     assert "| trioweb, httptools engine / Sanic, one process | 1.20 (goal 1: met) |" in text
     assert "0.62 (goal 0.8: MISSED)" in text
     assert "- (goal 1: not measured)" in text
     assert "Hypercorn" not in text  # not in the run: no row
-    assert missed == ["trioweb-h11 / trio-h11, hello: 0.62 (goal 0.8: MISSED)"]
+    assert verdicts == {
+        "trioweb-httptools / sanic, hello: 1.20 (goal 1: met)": True,
+        "trioweb-h11 / trio-h11, hello: 0.62 (goal 0.8: MISSED)": False,
+    }
 
 
 def test_results_table_shows_every_state() -> None:
