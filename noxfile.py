@@ -59,6 +59,19 @@ def bench_files(session: nox.Session) -> None:
     session.run("python", "bench/files.py", *session.posargs)
 
 
+#: Peers for ``bench_peers``, installed into that session only: never dependencies.
+#: httptools is uvicorn's too (its ``http="httptools"``), not only trioweb's ``speed``.
+PEERS = ["sanic", "starlette", "uvicorn", "uvloop", "httptools", "hypercorn", "quart-trio"]
+
+
+@nox.session
+def bench_peers(session: nox.Session) -> None:
+    """trioweb (both engines) against Sanic, Starlette, uvicorn, Hypercorn, Quart-Trio and a
+    bare Trio + h11 loop; rewrites docs/benchmarks.md and its chart (bench/README.md)."""
+    session.install(".[speed]", *PEERS, "matplotlib")  # matplotlib: the chart, here only
+    session.run("python", "bench/peers.py", "--docs", *session.posargs)
+
+
 @nox.session
 def bench_slow(session: nox.Session) -> None:
     """wrk's p99 latency alone and under slowhttptest's slow-client attacks (bench/README.md)."""
