@@ -46,7 +46,7 @@ def test_no_import_cycle_among_the_modules() -> None:
 
     def walk(module: str, path: list[str]) -> None:
         if module in path:
-            cycle = path[path.index(module) :] + [module]
+            cycle = [*path[path.index(module) :], module]
             raise AssertionError("import cycle: " + " -> ".join(cycle))
         if module in done:
             return

@@ -300,6 +300,9 @@ class App(RouteRegistrar):
         if exc.message and status < 500:
             body += f": {exc.message}"
         headers = dict(exc.headers)
+        # The message may quote the request (a path, say): never let a browser sniff it
+        # into HTML.
+        headers.setdefault("x-content-type-options", "nosniff")
         if isinstance(exc, MethodNotAllowed):
             headers.setdefault("allow", ", ".join(exc.allowed))
         return text(body + "\n", status=status, headers=headers)

@@ -879,7 +879,7 @@ class Connection:
                 elif event is NEED_DATA:
                     if self._body_stream is not None and not self._check_declared():
                         return
-                    if self.phase is Phase.IDLE and engine.buffered:
+                    if self.phase is Phase.IDLE and engine.head_started:
                         # The first bytes of a head: REQUEST_TIMEOUT for the rest of it.
                         self.phase = Phase.HEAD
                         self._scope.deadline = _deadline(self._config.REQUEST_TIMEOUT)

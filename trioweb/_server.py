@@ -42,7 +42,6 @@ __all__ = ["Server", "engine_class", "open_listeners", "run", "serve", "serve_li
 log = logging.getLogger("trioweb")
 
 
-
 class Server:
     """A running server, as given by ``await nursery.start(app.serve, host, 0)``."""
 

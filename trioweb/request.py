@@ -226,12 +226,8 @@ class Request:
     ) -> None:
         self.app = app
         self.method = method
+        # The connection has made an absolute-form target origin-form (RFC 9112 3.2.2).
         path, _, self.query_string = target.partition("?")
-        if not path.startswith("/") and path != "*":
-            # absolute-form, "http://host/path"; an empty path means "/" (RFC 9112 3.2.2)
-            scheme_end = path.find("://")
-            slash = path.find("/", scheme_end + 3) if scheme_end != -1 else -1
-            path = path[slash:] if slash != -1 else "/"
         #: The path as sent, still percent-encoded, dot segments and all.
         self.raw_path = path
         # The path routing saw: raw_path without its dot segments, set by the
@@ -288,7 +284,12 @@ class Request:
 
     @property
     def host(self) -> str:
-        """The ``Host`` header (empty for HTTP/1.0 requests without one)."""
+        """The host and port the request is for (empty for HTTP/1.0 requests without one).
+
+        The ``Host`` header, which trioweb has checked is a valid host and optional
+        port. For an absolute-form target (``GET http://host/path``) it is the target's
+        authority, which also replaces the ``Host`` header (RFC 9112 3.2.2).
+        """
         return self.headers.get("host", "")
 
     @property
