@@ -1,5 +1,8 @@
 """Fixtures shared by the whole suite.
 
+``transport``: a test that asks for it runs twice, over the in-memory pipe of the
+TestClient and over a real loopback socket (see ``serving`` in ``_helpers.py``).
+
 ``http_engine``: the protocol tests run once per HTTP engine (h11 and httptools), as
 uvicorn's run once per ``http_protocol_cls``; the engine is the default of
 ``Config.HTTP_ENGINE`` for the duration of a test, so every app a test builds uses it.
@@ -10,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from _helpers import TRANSPORTS
 
 from trioweb import Config
 
@@ -60,3 +64,9 @@ def http_engine(request: pytest.FixtureRequest) -> Iterator[str]:
         yield engine
     finally:
         Config.HTTP_ENGINE = previous
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    """``"memory"`` or ``"tcp"``: how this test's client reaches its server."""
+    return str(request.param)

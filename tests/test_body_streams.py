@@ -16,18 +16,13 @@ import h11
 import pytest
 import trio
 import trio.testing
-from _helpers import DEADLINE, SERVER_DEADLINE, TRANSPORTS, RawClient, serving
+from _helpers import DEADLINE, SERVER_DEADLINE, RawClient, serving
 
 from trioweb import App, Request
 from trioweb.errors import HTTPError
 from trioweb.request import RequestStream
 from trioweb.response import HTTPResponse, ResponseStream, empty, text
 from trioweb.testing import TestClient
-
-
-@pytest.fixture(params=TRANSPORTS)
-def transport(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def get(path: str) -> bytes:

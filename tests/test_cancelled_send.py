@@ -25,7 +25,7 @@ import pytest
 import trio
 import trio.testing
 import trustme
-from _helpers import DEADLINE, TRANSPORTS, RawClient, Served, connections_closed, serving
+from _helpers import DEADLINE, RawClient, Served, connections_closed, serving
 
 from trioweb import App, Request, Server
 from trioweb._server import serve_listeners  # public once issue 10's defect 6 lands
@@ -41,11 +41,6 @@ AFTER = b"after the cut"
 CUT_LOG = "cancelled part-way"
 # The in-memory pipe's size, each way, where a test needs it small and exact.
 PIPE = 4096
-
-
-@pytest.fixture(params=TRANSPORTS)
-def transport(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def get(path: str, version: bytes = b"1.1") -> bytes:

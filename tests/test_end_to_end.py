@@ -32,11 +32,6 @@ from trioweb.testing import TestClient
 DEADLINE = 20
 
 
-@pytest.fixture(params=["memory", "tcp"])
-def transport(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 @asynccontextmanager
 async def open_client(app: App, transport: str) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client for ``app``: in memory, or over 127.0.0.1 with app.serve."""

@@ -39,7 +39,7 @@ import httpx
 import pytest
 import trio
 import trustme
-from _helpers import DEADLINE, SERVER_DEADLINE, TRANSPORTS, RawClient, Response, Served, serving
+from _helpers import DEADLINE, SERVER_DEADLINE, RawClient, Response, Served, serving
 
 import trioweb._files
 import trioweb._transport
@@ -122,11 +122,6 @@ def ten_k(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
     """The 10000-byte file of the range and precondition tests (never changed)."""
     path = tmp_path_factory.mktemp("ten_k") / "data.bin"
     return path, write_file(path, random_bytes(SIZE))
-
-
-@pytest.fixture(params=TRANSPORTS)
-def transport(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 # -- the sending paths -------------------------------------------------------------------

@@ -7,17 +7,12 @@ from contextlib import AsyncExitStack
 
 import pytest
 import trio
-from _helpers import DEADLINE, TRANSPORTS, serving
+from _helpers import DEADLINE, serving
 
 from trioweb import App, Request
 from trioweb.response import text
 
 GET = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n"
-
-
-@pytest.fixture(params=TRANSPORTS)
-def transport(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def capped_app(cap: int) -> App:

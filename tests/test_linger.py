@@ -18,7 +18,7 @@ import pytest
 import trio
 import trio.testing
 import trustme
-from _helpers import DEADLINE, TRANSPORTS, RawClient, connections_closed, serving
+from _helpers import DEADLINE, RawClient, connections_closed, serving
 from _nginx import nginx_proxy
 
 from trioweb import App, Request
@@ -29,11 +29,6 @@ LIMIT = 1024
 BIG = 10 << 20
 UPLOAD = b"POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: %d\r\n\r\n" % BIG
 PIECE = b"x" * 16384
-
-
-@pytest.fixture(params=TRANSPORTS)
-def transport(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def upload_app(**config: Any) -> App:

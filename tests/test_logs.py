@@ -20,16 +20,10 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-from _helpers import TRANSPORTS, RawClient, Served, connections_closed, serving
+from _helpers import RawClient, Served, connections_closed, serving
 
 from trioweb import App, Request
 from trioweb.response import HTTPResponse, file_stream, text
-
-
-@pytest.fixture(params=TRANSPORTS)
-def transport(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
 
 # Scenarios that wait on worker threads (files), which an autojump clock would skip past.
 THREADED = {"disconnect-mid-file", "416"}

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _helpers import TRANSPORTS, fetch, request_head, serving
+from _helpers import fetch, request_head, serving
 
 from trioweb import App, Request
 from trioweb._routing import normalize_path
@@ -59,11 +59,6 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Tree:
     (base / "link_up").symlink_to("..")
     (top / "base-link").symlink_to("base")
     return Tree(base, secret, sibling_secret)
-
-
-@pytest.fixture(params=TRANSPORTS)
-def transport(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def target_in(form: str, path: str) -> str:

@@ -11,17 +11,12 @@ import h11
 import pytest
 import trio
 import trio.testing
-from _helpers import DEADLINE, TRANSPORTS, serving
+from _helpers import DEADLINE, serving
 
 from trioweb import App, Request
 from trioweb.response import empty, raw, text
 
 GET = b"GET %s HTTP/1.1\r\nHost: test\r\n\r\n"
-
-
-@pytest.fixture(params=TRANSPORTS)
-def transport(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def get(path: str) -> bytes:

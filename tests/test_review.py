@@ -14,17 +14,12 @@ import struct
 import pytest
 import trio
 import trio.testing
-from _helpers import DEADLINE, TRANSPORTS, serving
+from _helpers import DEADLINE, serving
 
 from trioweb import App, Request
 from trioweb.errors import NotFound
 from trioweb.response import ResponseStream, text
 from trioweb.testing import memory_pipe_pair
-
-
-@pytest.fixture(params=TRANSPORTS)
-def transport(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def get(path: str) -> bytes:

@@ -16,7 +16,7 @@ import h11
 import httpx
 import pytest
 import trio
-from _helpers import DEADLINE, TRANSPORTS, serving
+from _helpers import DEADLINE, serving
 from test_examples import EXAMPLES, free_port, load
 
 from trioweb.testing import TestClient
@@ -34,11 +34,6 @@ ROUTES = [
     ("POST", "/composition_view", BODY),
 ]
 ROUTE_IDS = [f"{method} {path}" for method, path, _ in ROUTES]
-
-
-@pytest.fixture(params=TRANSPORTS)
-def transport(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def seeds() -> ModuleType:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from _helpers import TRANSPORTS, Response, fetch, request_head, serving
+from _helpers import Response, fetch, request_head, serving
 
 from trioweb import App, Blueprint
 
@@ -106,11 +106,6 @@ def static_app(root: Path, mount: str, index: str | None = "index.html") -> App:
         bp.static("/", root, index=index)
         app.blueprint(bp)
     return app
-
-
-@pytest.fixture(params=TRANSPORTS)
-def transport(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 @pytest.fixture(params=list(MOUNTS))

@@ -17,7 +17,7 @@ import h11
 import pytest
 import trio
 import trio.testing
-from _helpers import DEADLINE, TRANSPORTS, RawClient, serving
+from _helpers import DEADLINE, RawClient, serving
 
 from trioweb import App, Blueprint, CompositionView, Config, HTTPMethodView, Request, stream
 from trioweb.errors import PayloadTooLarge
@@ -26,11 +26,6 @@ from trioweb.response import stream as stream_response
 from trioweb.testing import TestClient
 
 LAST_CHUNK = b"0\r\n\r\n"
-
-
-@pytest.fixture(params=TRANSPORTS)
-def transport(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def chunk(data: bytes) -> bytes:

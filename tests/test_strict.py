@@ -18,7 +18,7 @@ from http import HTTPStatus
 import pytest
 import trio
 import trio.testing
-from _helpers import DEADLINE, TRANSPORTS, serving
+from _helpers import DEADLINE, serving
 
 from trioweb import App, Request
 from trioweb._events import ProtocolError
@@ -26,11 +26,6 @@ from trioweb._strict import request_start
 from trioweb.response import json, text
 
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: test\r\n\r\n"
-
-
-@pytest.fixture(params=TRANSPORTS)
-def transport(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def corpus_app() -> App:

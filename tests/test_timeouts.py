@@ -34,7 +34,6 @@ import trio
 import trio.testing
 from _helpers import (
     DEADLINE,
-    TRANSPORTS,
     RawClient,
     Response,
     Served,
@@ -47,11 +46,6 @@ from trioweb.response import HTTPResponse, file_stream, text
 
 BODY = 1000  # the length of the request bodies
 MiB = 1024 * 1024
-
-
-@pytest.fixture(params=TRANSPORTS)
-def transport(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 @pytest.fixture
