@@ -175,6 +175,8 @@ class Connection:
         self._read_idle_timeout: float | None = None
         self._body_read_scope: trio.CancelScope | None = None
         self._read_idle_expired = False
+        # Whether the last read emptied the socket (see _read_some).
+        self._drained = False
         # The connection task's cancel scope: every timeout, and the client leaving.
         self._scope = trio.CancelScope()
         self.phase = Phase.IDLE
@@ -457,7 +459,10 @@ class Connection:
 
         Raises ``ValueError`` for a status or header the engine refuses to send.
         """
-        if not any(name == b"date" for name, _ in headers):
+        for name, _ in headers:
+            if name == b"date":
+                break
+        else:
             headers.append((b"date", date_now()))
         if self._engine.waiting_for_continue:
             # Answered without reading: the client holds its body back, so there is
@@ -489,8 +494,9 @@ class Connection:
         elif request.method == "HEAD" and not body and "content-length" in response.headers:
             pass  # a HEAD handler's own Content-Length tells what a GET would send
         else:
-            headers = [h for h in headers if h[0] != b"content-length"]
-            headers.append((b"content-length", str(len(body)).encode()))
+            if "content-length" in response.headers:
+                headers = [h for h in headers if h[0] != b"content-length"]
+            headers.append((b"content-length", b"%d" % len(body)))
         try:
             data = self._response_head(status, headers)
         except ValueError as exc:  # a header name, value or status the engine refuses
@@ -939,24 +945,30 @@ class Connection:
         """
         size = self._config.REQUEST_BUFFER_SIZE
         transport = self._transport
-        data = transport.read_nowait(size)
-        if data is not None:
-            return data
+        if not self._drained:
+            # (After a read that emptied the socket, the next would most likely find
+            # nothing: go straight to waiting, and save that read.)
+            ready = transport.read_nowait(size)
+            if ready is not None:
+                self._drained = len(ready) < size
+                return ready
         if self._body_send is None:
-            return await transport.receive(size)
-        # A body is being read: READ_IDLE_TIMEOUT bounds the wait for its bytes.
-        with trio.CancelScope(deadline=self._read_idle_deadline()) as scope:
-            self._body_read_scope = scope
             data = await transport.receive(size)
-        self._body_read_scope = None
-        if scope.cancelled_caught:
-            # No body byte for READ_IDLE_TIMEOUT: cancel the handler; 408 if it had
-            # not started its response, else the connection just closes.
-            log.info("request body from %s:%s stalled", *self._client)
-            self._read_idle_expired = True
-            if not self._timing_out:  # (else it would cut that timeout's answer)
-                self._scope.cancel()
-            return None
+        else:
+            # A body is being read: READ_IDLE_TIMEOUT bounds the wait for its bytes.
+            with trio.CancelScope(deadline=self._read_idle_deadline()) as scope:
+                self._body_read_scope = scope
+                data = await transport.receive(size)
+            self._body_read_scope = None
+            if scope.cancelled_caught:
+                # No body byte for READ_IDLE_TIMEOUT: cancel the handler; 408 if it had
+                # not started its response, else the connection just closes.
+                log.info("request body from %s:%s stalled", *self._client)
+                self._read_idle_expired = True
+                if not self._timing_out:  # (else it would cut that timeout's answer)
+                    self._scope.cancel()
+                return None
+        self._drained = len(data) < size
         return data
 
     def _start_request(self, head: RequestHead) -> bool:

@@ -209,7 +209,7 @@ class Engine:
 
     def _next_head(self) -> Event:
         buffer, pos = self._buffer, self._pos
-        if pos < len(buffer):
+        if pos < len(buffer) and buffer[pos] in b"\r\n":
             # RFC 9112 2.2: one empty line before the request line is ignored. (Looked
             # at afresh until the head is whole, so it is skipped once.)
             skip = request_start(buffer[pos : pos + 3])
