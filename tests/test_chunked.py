@@ -310,3 +310,10 @@ async def test_content_length_mismatch_is_logged_once_and_cancels_the_handler(
     assert len(errors) == 1, errors
     assert "Content-Length" in errors[0].getMessage()
     assert errors[0].exc_info is None  # a reason, not a traceback
+
+
+def test_a_chunk_line_over_the_limit_is_refused_even_in_one_read() -> None:
+    scanner = ChunkScanner(8192)
+    line = b"5;" + b"a" * MAX_CHUNK_LINE + b"\r\nhello\r\n0\r\n\r\n"
+    with pytest.raises(ChunkError, match="too long"):
+        scanner.feed(line)

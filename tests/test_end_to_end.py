@@ -6,7 +6,11 @@ in-memory tests prove about hooks and views also holds on TCP.
 
 from __future__ import annotations
 
+import gc
 import signal
+import socket
+import sys
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -217,3 +221,23 @@ async def test_each_engine_serves_the_suite(http_engine: str) -> None:
         expected = "httptools" if http_engine == "auto" else http_engine
         assert server.engine.name == expected
         server.shutdown()
+
+
+async def test_a_missing_engine_is_refused_before_the_port_is_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "httptools", None)  # as without the speed extra
+    monkeypatch.delitem(sys.modules, "trioweb._httptools_engine", raising=False)
+    app = App("no-speed")
+    app.config.HTTP_ENGINE = "httptools"
+    with socket.socket() as probe:  # a port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with pytest.raises(RuntimeError, match=r"pip install 'trioweb\[speed\]'"):
+            await app.serve("127.0.0.1", port)
+        gc.collect()  # a socket left open would warn as it is collected
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+    with socket.socket() as again:  # nothing kept it: it binds
+        again.bind(("127.0.0.1", port))

@@ -113,6 +113,8 @@ class ChunkDecoder:
             raise ChunkError("trailer section too large", 431)
 
     def _size_line(self, line: bytes) -> None:
+        if len(line) > MAX_CHUNK_LINE:
+            raise ChunkError("chunk-size line too long")
         match = _CHUNK_LINE.fullmatch(line)
         if match is None:
             raise ChunkError("malformed chunk-size line")

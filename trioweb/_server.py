@@ -164,6 +164,7 @@ async def serve(
 ) -> None:
     """Bind ``host:port``, then :func:`serve_listeners` (``app.serve`` calls this)."""
     configure_logging()
+    engine_class(app.config.HTTP_ENGINE)  # a missing engine: refused before binding
     listeners = await open_listeners(host, port, ssl=ssl, backlog=backlog)
     await serve_listeners(app, listeners, handle_signals=handle_signals, task_status=task_status)
 
@@ -193,7 +194,7 @@ async def serve_listeners(
     """
     if not listeners:
         raise ValueError("serve_listeners needs at least one listener")
-    engine = engine_class(app.config.HTTP_ENGINE)  # before binding anything: fail early
+    engine = engine_class(app.config.HTTP_ENGINE)  # (fails before the app starts)
     addresses = []
     for listener in listeners:
         sock = _socket_of(listener)
@@ -423,6 +424,7 @@ def configure_logging() -> None:
 def run(app: ServedApp, host: str, port: int, *, workers: int = 1, ssl: Any = None) -> None:
     """Block serving ``app``; with ``workers > 1``, in that many forked processes."""
     configure_logging()
+    engine_class(app.config.HTTP_ENGINE)  # a missing engine: refused before any fork
     try:
         if workers <= 1:
             trio.run(partial(serve, app, host, port, ssl=ssl))

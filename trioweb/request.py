@@ -16,6 +16,7 @@ from .errors import BadRequest, PayloadTooLarge
 from .response import ResponseSink, ResponseStream
 
 if TYPE_CHECKING:
+    from ._app import App
     from ._routing import Route
 
 __all__ = ["Request", "RequestStream"]
@@ -211,6 +212,9 @@ class Request:
         "stream",
         "version",
     )
+
+    #: The :class:`~trioweb.App` serving this request.
+    app: App
 
     def __init__(
         self,
