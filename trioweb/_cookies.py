@@ -154,7 +154,8 @@ def _check_prefix(name: str, path: str, domain: str | None, secure: bool) -> Non
 
 
 def _key(line: str) -> tuple[str, str | None, str | None]:
-    """The cookie a ``Set-Cookie`` line sets: its name, Path and Domain (lower case)."""
+    """The cookie a ``Set-Cookie`` line sets: its name, Path and Domain (the domain in
+    lower case, without the leading dot browsers ignore)."""
     first, *attributes = line.split(";")
     path = domain = None
     for attribute in attributes:
