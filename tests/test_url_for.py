@@ -215,7 +215,7 @@ def test_url_for_sees_routes_added_after_a_first_call():
 segment_text = st.text(min_size=1).filter(lambda s: "/" not in s and s not in (".", ".."))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     text_value=segment_text,
     path_value=st.lists(segment_text, min_size=1, max_size=4).map("/".join),
