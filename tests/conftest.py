@@ -26,6 +26,7 @@ _PER_ENGINE = {
     "test_body_streams",
     "test_cancelled_send",
     "test_chunked",
+    "test_cookies",
     "test_end_to_end",
     "test_files",
     "test_fuzz",

@@ -83,6 +83,23 @@ class App(RouteRegistrar):
     def _add(self, route: Route) -> None:
         self.router.add(route)
 
+    def url_for(self, name: str, /, **params: Any) -> str:
+        """The path of the route named ``name``: ``app.url_for("user", id=3, page=2)``
+        is ``"/user/3?page=2"`` for ``/user/<id:int>``.
+
+        A route's name is its handler's name (``"blueprint.handler"`` in a blueprint)
+        unless the route was given ``name=``. Each parameter must fit its type (a value
+        of the type, or a ``str`` the route would match) and is percent-encoded; a
+        ``path`` parameter keeps its slashes. Other keyword arguments make the query
+        string (a list repeats the key; ``None`` is left out). A name routed at several
+        paths gives the path that takes the most of the parameters.
+
+        Raises:
+          URLBuildError: no route has the name, or a parameter is missing or does not
+            fit (a ``ValueError``, from :mod:`trioweb.errors`).
+        """
+        return self.router.url_for(name, params)
+
     def blueprint(self, blueprint: Blueprint) -> None:
         """Mount the routes of ``blueprint`` under its ``url_prefix``."""
         blueprint.register(self)

@@ -7,12 +7,13 @@ import functools
 import inspect
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, Union
-from urllib.parse import unquote
+from urllib.parse import quote, unquote, urlencode
 
-from .errors import BadRequest, MethodNotAllowed, NotFound
+from .errors import BadRequest, MethodNotAllowed, NotFound, URLBuildError
 
 if TYPE_CHECKING:
     from .response import HTTPResponse
@@ -159,6 +160,8 @@ class Router:
         self._static: dict[str, dict[str, Route]] = {}
         self._root = _Node()
         self.routes: list[Route] = []
+        # For url_for: each name's paths, in the order declared; built on first use.
+        self._named: dict[str, list[_Template]] | None = None
 
     def add(self, route: Route) -> None:
         """Register ``route``; a second handler for the same path and method is an error."""
@@ -172,6 +175,7 @@ class Router:
             raise ValueError(f"{route.method} {route.uri} is already routed")
         table[route.method] = route
         self.routes.append(route)
+        self._named = None
 
     def _insert(self, uri: str) -> dict[str, Route]:
         node = self._root
@@ -274,6 +278,116 @@ class Router:
                 params[name] = "/".join(segments[index:])
                 return route
         return None
+
+    def url_for(self, name: str, params: Mapping[str, Any]) -> str:
+        """The path of the route named ``name``, its parameters from ``params``, and the
+        other ``params`` as the query string (see ``App.url_for``).
+
+        Raises URLBuildError.
+        """
+        if self._named is None:
+            self._named = {}
+            for route in self.routes:
+                known = self._named.setdefault(route.name or "", [])
+                if all(each.uri != route.uri for each in known):
+                    known.append(_Template(route.uri))
+        templates = self._named.get(name)
+        if templates is None:
+            raise URLBuildError(
+                f"no route is named {name!r} (a route's name is its handler's name, or "
+                "'blueprint.handler' in a blueprint, unless given with name=)"
+            )
+        built: tuple[_Template, str] | None = None
+        reasons: list[str] = []
+        for template in templates:
+            try:
+                path = template.build(params)
+            except URLBuildError as exc:
+                reasons.append(str(exc))
+                continue
+            # A name routed at several paths: the one that takes the most parameters
+            # (the first declared among equals), as Werkzeug chooses.
+            if built is None or len(template.params) > len(built[0].params):
+                built = (template, path)
+        if built is None:
+            raise URLBuildError(f"cannot build a path for route {name!r}: " + "; ".join(reasons))
+        template, path = built
+        query = urlencode(
+            [(k, v) for k, v in params.items() if k not in template.params and v is not None],
+            doseq=True,
+        )
+        return f"{path}?{query}" if query else path
+
+
+# What a path segment may hold unescaped (RFC 3986 pchar); the rest is percent-encoded.
+_PCHAR_SAFE = "!$&'()*+,;=:@"
+
+
+class _Template:
+    """A route's path as url_for fills it in: literal segments and typed parameters."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        #: Each segment: a literal, already quoted, or a parameter's (name, kind).
+        self.segments: list[str | tuple[str, str]] = []
+        for segment in _segments(uri):
+            match = _PARAM.fullmatch(segment)
+            if match is None:
+                self.segments.append(quote(segment, safe=_PCHAR_SAFE))
+            else:
+                self.segments.append((match.group(1), match.group(2) or "str"))
+        self.params = {each[0] for each in self.segments if isinstance(each, tuple)}
+
+    def build(self, params: Mapping[str, Any]) -> str:
+        """The path with ``params`` filled in; raises URLBuildError naming the problem."""
+        missing = sorted(self.params.difference(params))
+        if missing:
+            raise URLBuildError(f"{self.uri} needs {', '.join(map(repr, missing))}")
+        parts = []
+        for segment in self.segments:
+            if isinstance(segment, str):
+                parts.append(segment)
+                continue
+            name, kind = segment
+            value = params[name]
+            text = _segment_text(kind, value)
+            if text is None:
+                raise URLBuildError(f"{self.uri}: {name!r}={value!r} does not fit <{name}:{kind}>")
+            try:
+                parts.append(quote(text, safe=_PCHAR_SAFE + ("/" if kind == "path" else "")))
+            except UnicodeEncodeError:
+                raise URLBuildError(f"{self.uri}: {name!r} is not valid Unicode") from None
+        return "/" + "/".join(parts)
+
+
+def _segment_text(kind: str, value: Any) -> str | None:
+    """``value`` as the text of a ``kind`` parameter, or ``None`` if it does not fit.
+
+    A value of the converter's type, or a ``str`` the converter would accept; the
+    text must route back to the same value, so a ``str`` holds no ``/``, and no
+    segment is a dot segment (routing would remove it).
+    """
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, bool):
+        return None
+    elif kind == "int" and isinstance(value, int):
+        text = str(value)
+    elif kind == "float" and isinstance(value, (int, float)):
+        # Positional notation: the float pattern has no exponent. The shortest repr
+        # keeps the value exact.
+        text = format(Decimal(repr(value)), "f") if isinstance(value, float) else str(value)
+    elif kind == "uuid" and isinstance(value, uuid.UUID):
+        text = str(value)
+    else:
+        return None
+    if kind == "path":
+        pieces = text.split("/")
+        if not pieces[0] or not _DOTS.isdisjoint(pieces):
+            return None
+    elif _CONVERTERS[kind][0].fullmatch(text) is None or text in _DOTS:
+        return None
+    return text
 
 
 def _pick(table: dict[str, Route], method: str, allowed: set[str]) -> Route | None:

@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 
 __all__ = ["TAIL", "StaticFiles"]
 
-#: The route parameter that holds the path below the static directory.
-TAIL = "_static_path"
+#: The route parameter that holds the path below the static directory; Sanic's name,
+#: so that ``app.url_for("static", filename="css/site.css")`` reads the same.
+TAIL = "filename"
 
 _REFUSED = ("/", "\\", "\x00")
 

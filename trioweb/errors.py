@@ -1,4 +1,7 @@
-"""HTTP errors: raise one anywhere in a handler to answer with its status."""
+"""HTTP errors: raise one anywhere in a handler to answer with its status.
+
+Also :class:`URLBuildError`, which is not an HTTP error but a bug in the caller.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ __all__ = [
     "RequestTimeout",
     "ServerError",
     "ServiceUnavailable",
+    "URLBuildError",
 ]
 
 
@@ -114,3 +118,11 @@ class ServiceUnavailable(HTTPError):
     """503: the server cannot answer now (for example the response timed out)."""
 
     status_code = 503
+
+
+class URLBuildError(ValueError):
+    """``app.url_for()`` cannot build the path: no route has the name, or a parameter
+    is missing or does not fit its type.
+
+    Not an :class:`HTTPError`: raised in a handler, it is a bug, answered with a 500.
+    """

@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl, unquote
 
 import trio
 
+from ._cookies import parse_cookies
 from ._headers import Headers, HeadersInit, MultiDict
 from .errors import BadRequest, PayloadTooLarge
 from .response import ResponseSink, ResponseStream
@@ -194,6 +195,7 @@ class Request:
 
     __slots__ = (
         "_args",
+        "_cookies",
         "_ctx",
         "_headers",
         "_json",
@@ -240,6 +242,7 @@ class Request:
         self._raw_headers = raw_headers
         self._headers: Headers | None = None
         self._args: MultiDict | None = None
+        self._cookies: MultiDict | None = None
         self._json: Any = _UNREAD
         self._ctx: SimpleNamespace | None = None
         self.version = version
@@ -274,6 +277,19 @@ class Request:
         if self._args is None:
             self._args = MultiDict(parse_qsl(self.query_string, keep_blank_values=True))
         return self._args
+
+    @property
+    def cookies(self) -> MultiDict:
+        """The request's cookies, multi-valued (``get``, ``getlist``), parsed on first use.
+
+        Read as browsers send them: a malformed pair is skipped, never an error;
+        percent-escapes in values are decoded (``add_cookie`` encodes with them). A
+        name sent twice (cookies with the same name for different paths) keeps every
+        value, the most specific path first, as browsers order them.
+        """
+        if self._cookies is None:
+            self._cookies = parse_cookies(self.headers.getall("cookie"))
+        return self._cookies
 
     @property
     def content_type(self) -> str:

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import trio
 
+from ._cookies import CookieSetter
 from ._files import content_disposition, etag, inside, is_regular, last_modified, select
 from ._headers import Headers, HeadersInit
 from .errors import HTTPError, NotFound, RangeNotSatisfiable
@@ -35,11 +36,12 @@ __all__ = [
 ]
 
 
-class HTTPResponse:
+class HTTPResponse(CookieSetter):
     """A whole response: status, headers and a body held in memory.
 
     ``headers`` may be changed in place until the response is sent (response
     middleware does). ``Content-Length`` is always set from the body.
+    :meth:`add_cookie` and :meth:`delete_cookie` add ``Set-Cookie`` lines.
     """
 
     __slots__ = ("body", "headers", "status")
@@ -106,13 +108,14 @@ class ResponseSink(Protocol):
     def move_response_deadline(self, deadline: float) -> None: ...
 
 
-class ResponseStream(trio.abc.SendStream):
+class ResponseStream(trio.abc.SendStream, CookieSetter):
     """A response sent piece by piece, made by ``request.respond()``; a Trio ``SendStream``.
 
     Use it as ``async with request.respond() as resp: await resp.send(...)`` (the
     response ends when the block exits), or ``resp = await request.respond()``, then
     ``await resp.send(...)`` and ``await resp.eof()``. ``status`` and ``headers`` may be
-    changed until the first send. ``send`` waits while the client is slow to read.
+    changed until the first send, and :meth:`add_cookie` and :meth:`delete_cookie`
+    called. ``send`` waits while the client is slow to read.
 
     As a :class:`trio.abc.SendStream` it works with any Trio code that writes to a
     stream: :meth:`send_all`, :meth:`wait_send_all_might_not_block`, and :meth:`aclose`,
@@ -134,6 +137,10 @@ class ResponseStream(trio.abc.SendStream):
         self._trio_sending = False
         self.head_sent = False
         self.ended = False
+
+    def _check_cookies_settable(self) -> None:
+        if self.head_sent:
+            raise RuntimeError("the response head has been sent: too late to set a cookie")
 
     async def _take_turn(self) -> None:
         if self._busy:
