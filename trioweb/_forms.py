@@ -232,15 +232,13 @@ def parse_form(
     return MultiDict(), MultiDict()
 
 
-def _charset(name: str | None) -> str:
-    """A charset the client named, checked; UTF-8 when it named none."""
-    if not name:
-        return "utf-8"
+def _decode(data: bytes, charset: str | None) -> str:
+    """``data`` as text in the charset the client named (UTF-8 when none), leniently:
+    bytes that are not valid in it become U+FFFD, as in browsers."""
     try:
-        b"".decode(name)  # (LookupError too for bytes-to-bytes codecs such as "hex")
-    except LookupError:
-        raise BadRequest("the form's charset is unknown") from None
-    return name
+        return data.decode(charset or "utf-8", "replace")
+    except (LookupError, ValueError):  # unknown, bytes-to-bytes ("hex"), or unusable
+        raise BadRequest("the form's charset is unknown or not a text encoding") from None
 
 
 def _parse_urlencoded(body: bytes, charset: str | None, limits: FormLimits) -> MultiDict:
@@ -256,13 +254,9 @@ def _parse_urlencoded(body: bytes, charset: str | None, limits: FormLimits) -> M
     for _, value in pairs:
         if len(value) > limits.max_field_size:
             raise PayloadTooLarge(f"a form field is larger than {limits.max_field_size:.0f} bytes")
-    named = dict(pairs).get(CHARSET_FIELD)
-    encoding = _charset(named or charset)
+    charset = dict(pairs).get(CHARSET_FIELD) or charset
     return MultiDict(
-        (
-            name.encode("latin-1").decode(encoding, "replace"),
-            value.encode("latin-1").decode(encoding, "replace"),
-        )
+        (_decode(name.encode("latin-1"), charset), _decode(value.encode("latin-1"), charset))
         for name, value in pairs
     )
 
@@ -282,12 +276,12 @@ def _parse_multipart(
             parts.append((event, []))
     fields = [(segment, b"".join(chunks)) for segment, chunks in parts]
     named = next((v for s, v in fields if s.name == CHARSET_FIELD and s.filename is None), None)
-    default = _charset(named.decode("latin-1") if named else None)
+    default = named.decode("latin-1") if named else None
     form: MultiDict = MultiDict()
     files: MultiDict[UploadedFile] = MultiDict()
     for segment, value in fields:
         if segment.filename is None:
-            form.add(segment.name, value.decode(_charset(segment.charset or default), "replace"))
+            form.add(segment.name, _decode(value, segment.charset or default))
         else:
             kind = segment.header("Content-Type", DEFAULT_PART_TYPE)
             files.add(segment.name, UploadedFile(segment.filename, kind, value))
