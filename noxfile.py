@@ -102,4 +102,5 @@ def fuzz(session: nox.Session) -> None:
     """The fuzz tests with many more examples: ``nox -s fuzz -- -x``."""
     session.install("-e", ".[test]")
     env = {"HYPOTHESIS_PROFILE": "fuzz"}  # see tests/test_fuzz.py
-    session.run("pytest", "tests/test_fuzz.py", *session.posargs, env=env)
+    files = ["tests/test_fuzz.py", "tests/test_fuzz_multipart.py"]
+    session.run("pytest", *files, *session.posargs, env=env)
