@@ -334,9 +334,11 @@ class MultipartReader:
             self._reading = False
 
     async def _next_event(self) -> Any:
+        # Cancelled before an event is taken, never after: a cancelled read loses nothing.
+        await trio.lowlevel.checkpoint_if_cancelled()
         event = self._parser.next_event()
         if event is not Event.NEED_DATA:
-            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.cancel_shielded_checkpoint()
             return event
         while event is Event.NEED_DATA:
             data: bytes | bytearray
