@@ -149,7 +149,7 @@ class _Parser:
         if self._error is not None:
             raise self._error
         if data:
-            self._events = self._parser.parse(data)
+            self._events = self._parser.parse(bytes(data))  # (no copy of bytes)
         else:  # (an epilogue is ignored, so the end was checked as NEED_DATA came)
             self._fail(BadRequest("the multipart body ended before its closing boundary"))
 
