@@ -72,6 +72,17 @@ def bench_peers(session: nox.Session) -> None:
     session.run("python", "bench/peers.py", "--docs", *session.posargs)
 
 
+#: Peers for ``bench_upload``, in that session only: Starlette's forms need python-multipart.
+UPLOAD_PEERS = ["starlette", "python-multipart", "uvicorn", "uvloop", "sanic"]
+
+
+@nox.session
+def bench_upload(session: nox.Session) -> None:
+    """A multipart upload saved to disk: trioweb against Starlette and Sanic (bench/README.md)."""
+    session.install(".[speed]", *UPLOAD_PEERS)
+    session.run("python", "bench/upload.py", *session.posargs)
+
+
 @nox.session
 def bench_slow(session: nox.Session) -> None:
     """wrk's p99 latency alone and under slowhttptest's slow-client attacks (bench/README.md)."""
@@ -91,4 +102,5 @@ def fuzz(session: nox.Session) -> None:
     """The fuzz tests with many more examples: ``nox -s fuzz -- -x``."""
     session.install("-e", ".[test]")
     env = {"HYPOTHESIS_PROFILE": "fuzz"}  # see tests/test_fuzz.py
-    session.run("pytest", "tests/test_fuzz.py", *session.posargs, env=env)
+    files = ["tests/test_fuzz.py", "tests/test_fuzz_multipart.py"]
+    session.run("pytest", *files, *session.posargs, env=env)

@@ -1,11 +1,13 @@
 """What the benchmarks share: pinning, server processes, wrk, /proc readings, a raw HTTP client.
 
 ``run.py`` (hello world against bare Trio + h11), ``stream.py`` (streaming against Sanic),
-``files.py`` (file downloads against Sanic and nginx) and ``slow.py`` (wrk's latency while
+``files.py`` (file downloads against Sanic and nginx), ``upload.py`` (multipart uploads
+against Starlette and Sanic) and ``slow.py`` (wrk's latency while
 slowhttptest attacks) all start servers as subprocesses on free loopback ports, pin them to
 one CPU and their load generator to another, and read the server's CPU time from /proc.
 ``stream.py`` and ``files.py`` are their own client, over blocking sockets, and read the
-server's peak RSS from /proc as well. ``shutdown.py`` is its own client too, so that it
+server's peak RSS from /proc as well; ``upload.py`` runs curl, and reads the peak RSS too.
+``shutdown.py`` is its own client too, so that it
 knows what became of every request when it SIGTERMs its server under load.
 """
 

@@ -29,6 +29,7 @@ _PER_ENGINE = {
     "test_cookies",
     "test_end_to_end",
     "test_files",
+    "test_forms",
     "test_fuzz",
     "test_headers",
     "test_leaks",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import signal
 import socket
 import subprocess
@@ -293,3 +294,45 @@ async def test_files_static_index_range_and_304() -> None:
         assert part.headers["content-disposition"] == 'attachment; filename="files example.py"'
         escape = await client.get("/static/%2e%2e/files.py")
         assert escape.status_code == 404
+
+
+# -- upload.py ----------------------------------------------------------------------
+
+
+async def test_upload_page_is_a_multipart_form() -> None:
+    async with TestClient(load("upload").app) as client:
+        page = await client.get("/")
+    assert page.status_code == 200
+    assert 'enctype="multipart/form-data"' in page.text
+    assert 'type="file" name="files" multiple' in page.text
+    assert 'name="_charset_"' in page.text
+
+
+async def test_upload_saves_each_file_under_its_own_name(tmp_path: Path) -> None:
+    module = load("upload")
+    module.UPLOADS = tmp_path
+    files = [("files", ("<b>.txt", b"first")), ("files", ("two.bin", bytes(300_000)))]
+    async with TestClient(module.app) as client:
+        r = await client.post("/upload", data={"note": "été"}, files=files)
+    assert r.status_code == 200
+    assert "Note: été" in r.text
+    assert "&lt;b&gt;.txt: 5 bytes" in r.text and "two.bin: 300000 bytes" in r.text
+    contents = sorted((tmp_path / name).read_bytes() for name in os.listdir(tmp_path))
+    assert contents == sorted([b"first", bytes(300_000)])
+
+
+async def test_upload_failing_half_way_leaves_no_file(tmp_path: Path) -> None:
+    module = load("upload")
+    module.UPLOADS = tmp_path
+    module.app.config.FORM_MAX_FILE_SIZE = 1000
+    files = [("files", ("ok.txt", b"small")), ("files", ("big.bin", bytes(5000)))]
+    async with TestClient(module.app) as client:
+        r = await client.post("/upload", files=files)
+    assert r.status_code == 413
+    assert os.listdir(tmp_path) == []  # the first file too: the upload failed
+
+
+async def test_upload_comment_is_a_buffered_form() -> None:
+    async with TestClient(load("upload").app) as client:
+        r = await client.post("/comment", data={"name": "Ada", "comment": "<hi>"})
+    assert r.text.startswith("<p>Ada says: &lt;hi&gt;</p>")

@@ -31,6 +31,13 @@ class Config:
     LINGER_MAX_SIZE: int = 1 << 30
     #: "auto" (httptools when it imports, else h11), "h11" or "httptools".
     HTTP_ENGINE: str = "auto"
+    #: Forms (docs/security.md): parts in one multipart body, the header section of
+    #: one part (431 past it), one field (a part without a filename, or a urlencoded
+    #: value), one file part (None: only the body's own limit).
+    FORM_MAX_PARTS: int = 1000
+    FORM_MAX_PART_HEADER_SIZE: int = 8 * 1024
+    FORM_MAX_FIELD_SIZE: int | None = 1 << 20
+    FORM_MAX_FILE_SIZE: int | None = None
 
     def __init__(self, **settings: Any) -> None:
         for key, value in settings.items():

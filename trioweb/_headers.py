@@ -5,11 +5,18 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from email.utils import formatdate
-from typing import TypeVar, Union, overload
+from typing import TYPE_CHECKING, TypeVar, Union, overload
 
 __all__ = ["Headers", "HeadersInit", "MultiDict", "date_now"]
 
 _T = TypeVar("_T")
+if TYPE_CHECKING:
+    # A default (PEP 696), so that a bare ``MultiDict`` means ``MultiDict[str]``.
+    from typing_extensions import TypeVar as _TypeVarWithDefault
+
+    _V = _TypeVarWithDefault("_V", default=str)
+else:
+    _V = TypeVar("_V")
 
 HeadersInit = Union["Headers", Mapping[str, str], Iterable[tuple[str, str]], None]
 
@@ -18,7 +25,7 @@ HeadersInit = Union["Headers", Mapping[str, str], Iterable[tuple[str, str]], Non
 _FORBIDDEN = ("\r", "\n", "\0")
 
 
-class MultiDict(MutableMapping[str, str]):
+class MultiDict(MutableMapping[str, _V]):
     """A mapping where a key may hold several values, in order.
 
     ``d[key]`` and ``get`` give the first value, ``getlist`` all of them; setting a key
@@ -28,22 +35,22 @@ class MultiDict(MutableMapping[str, str]):
 
     __slots__ = ("_items",)
 
-    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._items: list[tuple[str, str]] = []
+    def __init__(self, items: Iterable[tuple[str, _V]] = ()) -> None:
+        self._items: list[tuple[str, _V]] = []
         for key, value in items:
             self.add(key, value)
 
     def _key(self, key: str) -> str:
         return key
 
-    def __getitem__(self, key: str) -> str:
+    def __getitem__(self, key: str) -> _V:
         key = self._key(key)
         for k, v in self._items:
             if k == key:
                 return v
         raise KeyError(key)
 
-    def __setitem__(self, key: str, value: str) -> None:
+    def __setitem__(self, key: str, value: _V) -> None:
         value = self._check(key, value)  # before anything is removed
         self.__delitem_quiet(key)
         self._items.append((self._key(key), value))
@@ -81,24 +88,24 @@ class MultiDict(MutableMapping[str, str]):
             return sorted(self._items) == sorted(other._items)
         return super().__eq__(other)
 
-    def _check(self, key: str, value: str) -> str:
+    def _check(self, key: str, value: _V) -> _V:
         return value
 
-    def add(self, key: str, value: str) -> None:
+    def add(self, key: str, value: _V) -> None:
         """Append a value for ``key``, keeping the ones already there."""
         self._items.append((self._key(key), self._check(key, value)))
 
-    def getlist(self, key: str) -> list[str]:
+    def getlist(self, key: str) -> list[_V]:
         """Every value of ``key``, in order; an empty list when there is none."""
         key = self._key(key)
         return [v for k, v in self._items if k == key]
 
-    def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
+    def items(self) -> list[tuple[str, _V]]:  # type: ignore[override]
         """Every (key, value) pair, in order, repeated keys included."""
         return list(self._items)
 
 
-class Headers(MultiDict):
+class Headers(MultiDict[str]):
     """Case-insensitive, multi-valued HTTP headers.
 
     Names are stored lower case. A name or value holding CR, LF or NUL is refused with

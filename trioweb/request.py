@@ -12,15 +12,25 @@ from urllib.parse import parse_qsl, unquote
 import trio
 
 from ._cookies import parse_cookies
+from ._forms import (
+    FORM_DATA,
+    FormLimits,
+    FormParser,
+    MultipartReader,
+    Part,
+    UploadedFile,
+    media_type,
+    parse_form,
+)
 from ._headers import Headers, HeadersInit, MultiDict
-from .errors import BadRequest, PayloadTooLarge
+from .errors import BadRequest, HTTPError, PayloadTooLarge
 from .response import ResponseSink, ResponseStream
 
 if TYPE_CHECKING:
     from ._app import App
     from ._routing import Route
 
-__all__ = ["Request", "RequestStream"]
+__all__ = ["MultipartReader", "Part", "Request", "RequestStream", "UploadedFile"]
 
 
 class RequestStream(trio.abc.ReceiveStream):
@@ -197,6 +207,7 @@ class Request:
         "_args",
         "_cookies",
         "_ctx",
+        "_form",
         "_headers",
         "_json",
         "_path",
@@ -245,6 +256,8 @@ class Request:
         self._cookies: MultiDict | None = None
         self._json: Any = _UNREAD
         self._ctx: SimpleNamespace | None = None
+        # request.form and request.files once parsed, or the reader of multipart().
+        self._form: tuple[MultiDict, MultiDict[UploadedFile]] | MultipartReader | None = None
         self.version = version
         self.client = client
         self.scheme = scheme
@@ -337,6 +350,51 @@ class Request:
                 except ValueError as exc:
                     raise BadRequest(f"invalid JSON body: {exc}") from None
         return self._json
+
+    @property
+    def form(self) -> MultiDict:
+        """The fields of a urlencoded or multipart form body, as ``str`` (multi-valued).
+
+        Parsed from :attr:`body` when first asked for, with the charset the browser
+        names in a ``_charset_`` field (UTF-8 when none). A body of another type gives
+        an empty MultiDict. Bad framing is a 400, a ``FORM_MAX_*`` limit passed a 413
+        (431 for a part's headers). On a ``stream=True`` route, ``await
+        receive_body()`` first, or read the parts with :meth:`multipart`.
+        """
+        return self._parsed_form()[0]
+
+    @property
+    def files(self) -> MultiDict[UploadedFile]:
+        """The files of a multipart form body: :class:`UploadedFile` (name, type, body)."""
+        return self._parsed_form()[1]
+
+    def _parsed_form(self) -> tuple[MultiDict, MultiDict[UploadedFile]]:
+        if isinstance(self._form, tuple):
+            return self._form
+        if not self.stream.complete:
+            raise RuntimeError(
+                "request.form needs the whole body: on a stream=True route, await "
+                "request.receive_body() first, or use request.multipart()"
+            )
+        limits = FormLimits.from_config(self.app.config)
+        self._form = parse_form(self.content_type, self.body, limits)
+        return self._form
+
+    def multipart(self) -> MultipartReader:
+        """The parts of a ``multipart/form-data`` body, in order, as they arrive.
+
+        ``async for part in request.multipart():`` gives each
+        :class:`~trioweb.request.Part`, a Trio ``ReceiveStream`` with the backpressure
+        of :attr:`stream`. Nothing is read until the first part is asked for. A body of
+        another type is a 415, one without a boundary a 400. Call it once per request.
+        """
+        if self._form is not None:
+            raise RuntimeError("request.multipart() was already called, or request.form read")
+        if media_type(self.content_type)[0] != FORM_DATA:
+            raise HTTPError("the request body is not multipart/form-data", status_code=415)
+        parser = FormParser(self.content_type, FormLimits.from_config(self.app.config))
+        self._form = MultipartReader(self.stream, self.body, parser)
+        return self._form
 
     async def receive_body(self) -> bytes:
         """Read the rest of the body from :attr:`stream` into :attr:`body`, and return it."""
