@@ -304,7 +304,7 @@ class Engine:
         return NEED_DATA
 
     def _body_done(self) -> Signal:
-        self._chunks = None
+        # (the decoder stays until the next cycle: declared keeps the body's total)
         self._their_done = True
         self._state = _DONE
         return END_OF_BODY
@@ -398,6 +398,7 @@ class Engine:
             return False
         self._state = _HEAD
         self._head = None
+        self._chunks = None
         self._method = b""
         self._their_done = False
         self._responded = False

@@ -47,11 +47,24 @@ class HttptoolsEngine(Engine):
             parser.feed_data(raw)
         except httptools.HttpParserUpgrade:
             pass  # an Upgrade request: the head is complete all the same
+        except httptools.HttpParserInvalidMethodError:
+            # llhttp knows a fixed list of methods, but any token is one (RFC 9110 9.1),
+            # and the shared checks have read the request line: the rest is parsed under
+            # a method llhttp knows, and the head keeps the real one.
+            method, _, rest = raw.partition(b" ")
+            head = self._parse_head(b"GET " + rest)
+            head.method = method
+            return head
         except httptools.HttpParserError as exc:
             raise ProtocolError("the request head could not be parsed") from exc
+        headers = collector.headers
+        if b" \r\n" in raw or b"\t\r\n" in raw:
+            # llhttp keeps the whitespace after a value, which is not part of it (RFC
+            # 9112 5.1); looked for once per head, as most heads have none.
+            headers = [(name, value.rstrip(b" \t")) for name, value in headers]
         return RequestHead(
             parser.get_method(),
             collector.target,
             parser.get_http_version().encode("ascii"),
-            collector.headers,
+            headers,
         )
