@@ -513,6 +513,10 @@ def test_a_request_line_over_the_limit_gets_414(engine_class: type[Engine]) -> N
     # Arriving slowly, before its end: no line end in sight, still a 414.
     slowly = (line[:600], line[600:-2])
     assert refusal(engine_class(MAX_HEAD), *slowly).status_code == 414
+    # Its end in the read that passes the limit (the head's end still to come): a 414
+    # too, not a 431 (it was one: the two paths of the head accounting differed).
+    passing = (line[:1000], line[1000:] + b"Host: a\r\n")
+    assert refusal(engine_class(MAX_HEAD), *passing).status_code == 414
 
 
 def test_a_head_over_the_limit_gets_431(engine_class: type[Engine]) -> None:

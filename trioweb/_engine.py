@@ -207,9 +207,7 @@ class Engine:
             waiting = len(buffer) - pos
             if waiting > self._max_head:
                 self._state = _CLOSED
-                if buffer.find(b"\n", pos) == -1:
-                    raise ProtocolError("request target too long", 414)
-                raise ProtocolError("request head too large", 431)
+                raise self._too_large(buffer, pos)
             if self._eof:
                 self._state = _CLOSED
                 if waiting:
@@ -237,10 +235,7 @@ class Engine:
     def _accept_head(self, raw: bytes) -> RequestHead:
         """Check a whole head against the limits, the grammar and the rules; parse it."""
         if len(raw) > self._max_head:
-            # RFC 9110 15.5.15: a request line alone over the limit is a 414.
-            if raw.find(b"\n") > self._max_head:
-                raise ProtocolError("request target too long", 414)
-            raise ProtocolError("request head too large", 431)
+            raise self._too_large(raw, 0)
         if b"\r" not in raw:
             raw = raw.replace(b"\n", b"\r\n")
         elif _BARE_LF.search(raw) is not None:
@@ -269,6 +264,14 @@ class Engine:
                 (name, facts.host if name == b"host" else value) for name, value in head.headers
             ]
         return head
+
+    def _too_large(self, buffer: bytes, pos: int) -> ProtocolError:
+        """The refusal of a head from ``pos`` on, over the limit, whole or not yet."""
+        newline = buffer.find(b"\n", pos)
+        if newline == -1 or newline - pos > self._max_head:
+            # RFC 9110 15.5.15: a request line alone over the limit is a 414.
+            return ProtocolError("request target too long", 414)
+        return ProtocolError("request head too large", 431)
 
     def _next_body_event(self) -> Event:
         buffer, pos = self._buffer, self._pos
