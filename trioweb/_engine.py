@@ -248,9 +248,10 @@ class Engine:
         if _FIELD_LINES.fullmatch(raw, line_end + 2) is None:
             raise _field_error(raw, line_end + 2)
         facts = check_head(method, target, version[5:], raw)
-        if facts.chunked and [v.lower() for v in _TE_LINES.findall(raw)] != [b"chunked"]:
-            # An accepted Transfer-Encoding spelled another way (empty list elements,
-            # several lines): every engine, and the application, sees one canonical line.
+        if facts.chunked and _TE_LINES.findall(raw) != [b"chunked"]:
+            # An accepted Transfer-Encoding spelled another way (another case, empty list
+            # elements, several lines): every engine, and the application, sees one
+            # canonical line (h11 would lowercase the value, llhttp would not).
             raw = _TE_LINES.sub(b"", raw)
             raw = raw[:-2] + b"transfer-encoding: chunked\r\n\r\n"
         head = self._parse_head(raw)
