@@ -445,7 +445,11 @@ def mutate(draw: st.DrawFn, data: bytes) -> bytes:
     numbers = [m.span() for m in re.finditer(rb"[0-9a-fA-F]+", data)]
     how = draw(st.sampled_from(["insert", "delete", "replace", "repeat", "number", "method"]))
     if how == "method":
-        method = draw(st.sampled_from([b"GET", b"HEAD", b"POST", b"PUT", b"OPTIONS", b"CONNECT"]))
+        method = draw(
+            st.sampled_from(
+                [b"GET", b"HEAD", b"POST", b"PUT", b"OPTIONS", b"CONNECT", b"FOO", b"get", b"PRI"]
+            )
+        )
         return re.sub(rb"^[A-Z]*", method, data, count=1)
     if how == "insert":
         return data[:i] + draw(st.sampled_from(SPECIAL)) + data[i:]

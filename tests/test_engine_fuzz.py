@@ -165,7 +165,7 @@ def deliveries(
 
 # -- requests from the grammar ------------------------------------------------------------
 
-METHODS = [b"GET", b"HEAD", b"POST", b"PUT", b"OPTIONS", b"DELETE", b"CONNECT", b"PRI"]
+METHODS = [b"GET", b"HEAD", b"POST", b"PUT", b"OPTIONS", b"DELETE", b"CONNECT", b"PRI", b"SETUP"]
 ODD_METHODS = [b"get", b"Get", b"FOO", b"M-SEARCH", b"PURGE", b"X!#$%&'*+-.^_`|~9", b"G@T", b""]
 TARGETS = [
     b"/",

@@ -47,16 +47,17 @@ class HttptoolsEngine(Engine):
             parser.feed_data(raw)
         except httptools.HttpParserUpgrade:
             pass  # an Upgrade request: the head is complete all the same
-        except httptools.HttpParserInvalidMethodError:
-            # llhttp knows a fixed list of methods, but any token is one (RFC 9110 9.1),
-            # and the shared checks have read the request line: the rest is parsed under
-            # a method llhttp knows, and the head keeps the real one.
+        except httptools.HttpParserError as exc:
+            # llhttp knows a fixed list of methods and reads some its own way (RTSP's,
+            # PRI), but any token is a method (RFC 9110 9.1) and the shared checks have
+            # read the request line: the rest is parsed under GET, the head keeps the
+            # real method. (Only on this error path: a request llhttp knows costs nothing.)
             method, _, rest = raw.partition(b" ")
+            if method == b"GET":
+                raise ProtocolError("the request head could not be parsed") from exc
             head = self._parse_head(b"GET " + rest)
             head.method = method
             return head
-        except httptools.HttpParserError as exc:
-            raise ProtocolError("the request head could not be parsed") from exc
         headers = collector.headers
         if b" \r\n" in raw or b"\t\r\n" in raw:
             # llhttp keeps the whitespace after a value, which is not part of it (RFC
