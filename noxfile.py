@@ -74,7 +74,7 @@ def bench_shutdown(session: nox.Session) -> None:
 @nox.session
 def fuzz(session: nox.Session) -> None:
     """The fuzz tests with many more examples: ``nox -s fuzz -- -x``."""
-    session.install("-e", ".[test]", "httptools")  # the differential test needs both engines
+    session.install("-e", ".[test]")
     env = {"HYPOTHESIS_PROFILE": "fuzz"}  # see tests/conftest.py
     files = ["tests/test_fuzz.py", "tests/test_engine_fuzz.py"]
     session.run("pytest", *files, *session.posargs, env=env)
