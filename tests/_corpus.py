@@ -192,6 +192,25 @@ REJECTED = [
         400,
         "RFC 9112 3.2: ... or with more than one Host field line",
     ),
+    Case(
+        "host-invalid",
+        head(b"GET / HTTP/1.1", b"Host: a b"),
+        400,
+        "RFC 9112 3.2: ... or with a Host field value that is invalid",
+    ),
+    Case(
+        "absolute-form-bad-authority",
+        head(b"GET http://a b/ HTTP/1.1", b"Host: test"),
+        400,
+        "RFC 9112 3.2.2: the authority of an absolute-form target is the host",
+    ),
+    # -- Expect -------------------------------------------------------------------------
+    Case(
+        "expect-other",
+        head(b"GET / HTTP/1.1", b"Host: test", b"Expect: teapot"),
+        417,
+        "RFC 9110 10.1.1: 100-continue is the only expectation; 417 for any other",
+    ),
     # -- the request line ---------------------------------------------------------------
     Case(
         "asterisk-get",
@@ -297,6 +316,13 @@ REJECTED = [
         + b"3\nabc\r\n0\r\n\r\n",
         400,
         "RFC 9112 7.1: chunk lines end in CRLF",
+    ),
+    Case(
+        "chunk-extension-bad",
+        head(b"POST / HTTP/1.1", b"Host: test", b"Transfer-Encoding: chunked")
+        + b"3;a b\r\nabc\r\n0\r\n\r\n",
+        400,
+        "RFC 9112 7.1.1: chunk-ext = *( BWS ';' BWS name [ BWS '=' BWS value ] )",
     ),
     Case(
         "chunk-data-overrun",
