@@ -279,8 +279,10 @@ def test_upgrade_request_is_an_ordinary_head(engine: Engine) -> None:
         # RFC 9112 7: coding names are case-insensitive. h11 lowercased the value, llhttp
         # did not (found by the differential fuzz test).
         b"Transfer-Encoding: Chunked\r\n",
+        # OWS after it: llhttp refused a tab (found by the differential fuzz test).
+        b"Transfer-Encoding:\tchunked \t\r\n",
     ],
-    ids=["list", "case"],
+    ids=["list", "case", "ows"],
 )
 def test_transfer_encoding_spelled_another_way_is_seen_as_chunked(
     engine: Engine, lines: bytes

@@ -58,7 +58,7 @@ _FIELD_LINES = re.compile(
 )
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 # Every Transfer-Encoding line of a head, and the one canonical spelling.
-_TE_LINES = re.compile(rb"(?<=\n)transfer-encoding[ \t]*:[ \t]*([^\r]*?)[ \t]*\r\n", re.I)
+_TE_LINES = re.compile(rb"(?<=\n)transfer-encoding:[ \t]*([^\r]*)\r\n", re.I)
 
 # Response heads: the status line, and the header checks h11 makes on what it sends.
 _STATUS_LINES = {
@@ -250,8 +250,9 @@ class Engine:
         facts = check_head(method, target, version[5:], raw)
         if facts.chunked and _TE_LINES.findall(raw) != [b"chunked"]:
             # An accepted Transfer-Encoding spelled another way (another case, empty list
-            # elements, several lines): every engine, and the application, sees one
-            # canonical line (h11 would lowercase the value, llhttp would not).
+            # elements, several lines, whitespace after it): every engine, and the
+            # application, sees one canonical line (h11 would lowercase the value, llhttp
+            # would not; llhttp refuses a tab after it).
             raw = _TE_LINES.sub(b"", raw)
             raw = raw[:-2] + b"transfer-encoding: chunked\r\n\r\n"
         head = self._parse_head(raw)
