@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from itertools import pairwise
 
+import pytest
 from _corpus import arbitrary, mutated
 from hypothesis import given
 from hypothesis import strategies as st
@@ -41,6 +42,8 @@ MAX_HEADS = [48, 128, 1024]
 BYTEWISE_MAX = 512
 
 Item = tuple[object, ...]
+#: An input, where its reads end, whether EOF follows, the head size limit.
+Delivery = tuple[bytes, list[int], bool, int]
 
 
 def transcript(engine_class: type[Engine], pieces: list[bytes], max_head: int) -> list[Item]:
@@ -144,9 +147,7 @@ def check(data: bytes, cuts: list[int], eof: bool, max_head: int) -> None:
 
 
 @st.composite
-def deliveries(
-    draw: st.DrawFn, inputs: st.SearchStrategy[bytes]
-) -> tuple[bytes, list[int], bool, int]:
+def deliveries(draw: st.DrawFn, inputs: st.SearchStrategy[bytes]) -> Delivery:
     """An input, where its reads end, whether EOF comes (after a prefix), the head limit."""
     data = draw(inputs)
     if draw(st.booleans()):
@@ -318,16 +319,57 @@ def requests(draw: st.DrawFn) -> bytes:
 # -- the tests ----------------------------------------------------------------------------
 
 
+LONG_CHUNK_LINE = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1;x=%s\r\n" % (
+    b"e" * 4096
+)
+#: The inputs that found a bug, shrunk, checked every run.
+FOUND: dict[str, Delivery] = {
+    # A request line over the limit, its end in the read that passed the limit: was 431.
+    "414-in-pieces": (b"\x00" * 49 + b"\n", list(range(1, 50)), False, 48),
+    # A method llhttp does not know (hiGET), or reads its own way (PRI): was a 400.
+    "method-unknown": (
+        b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\n\r\n\r\n"
+        b"hiGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        [],
+        False,
+        48,
+    ),
+    "method-pri": (b"PRI / HTTP/1.1\r\nHost: a\r\n\r\n", [], False, 48),
+    # Transfer-Encoding: h11 lowercased the value, llhttp refused a tab after it.
+    "te-case": (
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n0\r\n\r\n",
+        [],
+        False,
+        128,
+    ),
+    "te-tab": (
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\t\r\n\r\n0\r\n\r\n",
+        [],
+        False,
+        128,
+    ),
+    # Whitespace after a value: llhttp kept it.
+    "ows-after-value": (b"GET / HTTP/1.1\r\nHost: a \r\nX-A: b\t\r\n\r\n", [], False, 128),
+    # A chunk line over MAX_CHUNK_LINE: refused only when a read ended inside it.
+    "chunk-line-long": (LONG_CHUNK_LINE, [len(LONG_CHUNK_LINE) - 2], False, 128),
+}
+
+
 @given(deliveries(arbitrary))
-def test_arbitrary_bytes(delivery: tuple[bytes, list[int], bool, int]) -> None:
+def test_arbitrary_bytes(delivery: Delivery) -> None:
     check(*delivery)
 
 
 @given(deliveries(mutated()))
-def test_mutated_requests(delivery: tuple[bytes, list[int], bool, int]) -> None:
+def test_mutated_requests(delivery: Delivery) -> None:
     check(*delivery)
 
 
 @given(deliveries(requests()))
-def test_requests_from_the_grammar(delivery: tuple[bytes, list[int], bool, int]) -> None:
+def test_requests_from_the_grammar(delivery: Delivery) -> None:
+    check(*delivery)
+
+
+@pytest.mark.parametrize("delivery", FOUND.values(), ids=FOUND.keys())
+def test_found(delivery: Delivery) -> None:
     check(*delivery)
