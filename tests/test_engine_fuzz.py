@@ -214,9 +214,10 @@ ODD_NAMES = [b"", b"x a", b"x(a)", b"x\x00", b"\xe9", b"x\x7f"]
 LINE_ENDS = [b"\r\n", b"\n", b"\r", b"\r\r\n", b"\n\r"]
 
 ows = st.sampled_from([b"", b"", b" ", b"\t", b"  \t "])
-# Field values: printable, with HTAB and obs-text; now and then a control character.
+# Field values: printable, with HTAB and obs-text; now and then a control character
+# (NUL, SOH, ESC, DEL; never CR or LF, which the line ends and mutations bring).
 text_values = st.binary(max_size=12).map(
-    lambda raw: bytes(b if b >= 0x20 or b in (9, 0) else 0x20 + b for b in raw)
+    lambda raw: bytes(b if b >= 0x20 or b in (0, 1, 9, 0x1B) else 0x20 + b for b in raw)
 )
 
 
