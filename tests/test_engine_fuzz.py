@@ -19,7 +19,7 @@ from itertools import pairwise
 
 import pytest
 from _corpus import arbitrary, mutated
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trioweb._engine import Engine
@@ -40,6 +40,9 @@ from trioweb._httptools_engine import HttptoolsEngine
 MAX_HEADS = [48, 128, 1024]
 #: Longer inputs are cut at random points rather than fed byte by byte.
 BYTEWISE_MAX = 512
+#: An example here costs a millisecond, not a server's life as in test_fuzz.py: five
+#: times the profile's count (1,000 in CI, a few seconds).
+MORE = settings(max_examples=5 * settings.default.max_examples)
 
 Item = tuple[object, ...]
 #: An input, where its reads end, whether EOF follows, the head size limit.
@@ -356,16 +359,19 @@ FOUND: dict[str, Delivery] = {
 }
 
 
+@MORE
 @given(deliveries(arbitrary))
 def test_arbitrary_bytes(delivery: Delivery) -> None:
     check(*delivery)
 
 
+@MORE
 @given(deliveries(mutated()))
 def test_mutated_requests(delivery: Delivery) -> None:
     check(*delivery)
 
 
+@MORE
 @given(deliveries(requests()))
 def test_requests_from_the_grammar(delivery: Delivery) -> None:
     check(*delivery)
