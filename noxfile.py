@@ -45,8 +45,10 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def bench_stream(session: nox.Session) -> None:
-    """Streaming benchmark against Sanic, 1 GiB bodies (see bench/README.md)."""
-    session.install(".", "sanic")  # sanic only here: never a dependency of trioweb
+    """Streaming benchmark against Sanic, with real clients (see bench/README.md)."""
+    # Only here, never dependencies of trioweb: sanic (which brings httptools, for
+    # trioweb's httptools engine too), and the clients httpx and aiohttp; curl is Debian's.
+    session.install(".", "sanic", "httpx", "aiohttp")
     session.run("python", "bench/stream.py", *session.posargs)
 
 
@@ -55,6 +57,19 @@ def bench_files(session: nox.Session) -> None:
     """File-download benchmark against Sanic and nginx (nginx from apt: see bench/README.md)."""
     session.install(".", "sanic")  # sanic only here: never a dependency of trioweb
     session.run("python", "bench/files.py", *session.posargs)
+
+
+#: Peers for ``bench_peers``, installed into that session only: never dependencies.
+#: httptools is uvicorn's too (its ``http="httptools"``), not only trioweb's ``speed``.
+PEERS = ["sanic", "starlette", "uvicorn", "uvloop", "httptools", "hypercorn", "quart-trio"]
+
+
+@nox.session
+def bench_peers(session: nox.Session) -> None:
+    """trioweb (both engines) against Sanic, Starlette, uvicorn, Hypercorn, Quart-Trio and a
+    bare Trio + h11 loop; rewrites docs/benchmarks.md and its chart (bench/README.md)."""
+    session.install(".[speed]", *PEERS, "matplotlib")  # matplotlib: the chart, here only
+    session.run("python", "bench/peers.py", "--docs", *session.posargs)
 
 
 @nox.session

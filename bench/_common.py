@@ -16,6 +16,7 @@ import contextlib
 import importlib.metadata
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -361,6 +362,9 @@ class ChunkedBody(Body):
         self._line = bytearray()
         self._expect = "size"  # the next line: "size", "data end" (empty) or "trailer"
 
+    def chunk(self, size: int) -> None:
+        """Called with the size of each chunk as its size line is read; for subclasses."""
+
     def feed(self, buf: bytearray, start: int, end: int) -> None:
         pos = start
         while pos < end:
@@ -393,6 +397,8 @@ class ChunkedBody(Body):
                 raise BenchError(f"bad chunk size line: {line!r}") from None
             self._left = size
             self._expect = "data end" if size else "trailer"
+            if size:
+                self.chunk(size)
         elif self._expect == "data end":
             if line:
                 raise BenchError(f"chunk data longer than its size line said: {line[:40]!r}")
@@ -468,13 +474,23 @@ class Transfer:
     seconds: float
     #: Body bytes over the client's wall-clock time, in MiB (2**20 bytes) per second.
     mib_per_sec: float
-    #: The server's CPU time (user + system) during the transfer, and the client's: a
-    #: client near one CPU-second per second would be the bottleneck.
+    #: The server's CPU time (user + system) during the transfer, and the client's (its
+    #: subprocesses included): a client near one CPU-second per second would be the
+    #: bottleneck.
     server_cpu_seconds: float
     client_cpu_seconds: float
     #: The server's resident set size before the transfer, and its peak during it (bytes).
     rss_before: int
     peak_rss: int
+
+
+def client_cpu_seconds() -> float:
+    """CPU time of this process and of its children that have ended (a curl run, say).
+
+    The servers are children too, but none ends during a transfer.
+    """
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def transfer(
@@ -494,9 +510,9 @@ def transfer(
     rss_before = memory(pid)["VmRSS"]
     if peak:
         reset_peak(pid)
-    cpu_before, client_before = cpu_seconds(pid), time.process_time()
+    cpu_before, client_before = cpu_seconds(pid), client_cpu_seconds()
     seconds = run()
-    cpu_used, client_used = cpu_seconds(pid) - cpu_before, time.process_time() - client_before
+    cpu_used, client_used = cpu_seconds(pid) - cpu_before, client_cpu_seconds() - client_before
     if server.poll() is not None:
         raise BenchError(f"the server died during {scenario} (status {server.returncode})")
     if size > RECEIVE_BUFFER and client_used > CLIENT_BUSY * seconds:

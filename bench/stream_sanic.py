@@ -4,7 +4,7 @@ The routes of ``stream_trioweb.py``, written with Sanic's own streaming API
 (``request.stream``, ``await request.respond()``, ``send``, ``eof``). Sanic runs as one
 process (``single_process=True``, no worker manager), without debug mode, access log or
 banner, with its defaults otherwise (uvloop when installed, as it is with sanic).
-``REQUEST_MAX_SIZE`` is raised so that no body size limit can apply to a 1 GiB body
+``REQUEST_MAX_SIZE`` is raised so that no body size limit can apply to a large body
 (Sanic also lifts the limit for streaming handlers by itself).
 """
 
@@ -16,12 +16,13 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse, text
 
 PIECE = bytes(64 * 1024)
+UPLOAD = ["POST", "PUT"]  # PUT: what ``curl -T`` sends
 
 app = Sanic("stream_bench")
 app.config.REQUEST_MAX_SIZE = 1 << 40
 
 
-@app.post("/sink", stream=True)
+@app.route("/sink", methods=UPLOAD, stream=True)
 async def sink(request: Request) -> HTTPResponse:
     received = 0
     async for chunk in request.stream:  # type: ignore[union-attr]
@@ -29,7 +30,7 @@ async def sink(request: Request) -> HTTPResponse:
     return text(str(received))
 
 
-@app.post("/echo", stream=True)
+@app.route("/echo", methods=UPLOAD, stream=True)
 async def echo(request: Request) -> None:
     resp = await request.respond(content_type=request.content_type)
     async for chunk in request.stream:  # type: ignore[union-attr]

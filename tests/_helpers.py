@@ -8,9 +8,13 @@ a real loopback socket, through :func:`serving`.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import h11
@@ -290,3 +294,21 @@ async def serving(app: App, transport: str) -> AsyncIterator[Served]:
                         await stopped.wait()
                     nursery.cancel_scope.cancel()
             assert stopped.is_set(), "app.serve did not return after server.shutdown()"
+
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def load_bench(script: str) -> ModuleType:
+    """Import ``bench/SCRIPT.py`` as ``bench_SCRIPT``; its imports of ``_common`` and the
+    other private bench modules by their bare names land in ``sys.modules``."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location(f"bench_{script}", BENCH / f"{script}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up here
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH))
+    return module

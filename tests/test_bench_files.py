@@ -6,36 +6,19 @@ tests feed ``read_response`` recorded responses, in odd-sized pieces, with no ne
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from _helpers import BENCH, load_bench
 
-REPO = Path(__file__).resolve().parent.parent
-BENCH = REPO / "bench"
+REPO = BENCH.parent
 
-
-def load_files_bench() -> ModuleType:
-    """Import ``bench/files.py``, which imports ``bench/_common.py`` by its bare name."""
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location("bench_files", BENCH / "files.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up here
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCH))
-    return module
-
-
-files = load_files_bench()
+files = load_bench("files")
 common = sys.modules["_common"]
 
 

@@ -219,3 +219,28 @@ def test_script_serves_and_stops_on_signal(tmp_path: Path, signum: int, entry: s
         assert_served(running, times=2)
         stop(running, signum)
         assert_refused(running.port)
+
+
+@pytest.mark.parametrize("engine", ["h11", "httptools"])
+def test_cli_http_chooses_the_engine_and_the_log_names_it(tmp_path: Path, engine: str) -> None:
+    args = [sys.executable, "-m", "trioweb", "cliapp:app", "--port", "0", "--http", engine]
+    with serve(args, tmp_path) as running:
+        assert_served(running)
+        assert f"(HTTP engine: {engine})" in running.stderr()
+        stop(running, signal.SIGTERM)
+
+
+def test_cli_asking_for_httptools_without_it_names_the_extra(tmp_path: Path) -> None:
+    (tmp_path / "cliapp.py").write_text(APP_MODULE)
+    # httptools made unimportable, as in an environment without the speed extra.
+    code = (
+        "import sys; sys.modules['httptools'] = None; sys.path.insert(0, '.');"
+        "from trioweb._cli import main; main(['cliapp:app', '--port', '0', '--http', 'httptools'])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, timeout=TIMEOUT
+    )
+    assert result.returncode == 1
+    stderr = result.stderr.decode()
+    assert "pip install 'trioweb[speed]'" in stderr
+    assert "Traceback" not in stderr

@@ -207,3 +207,18 @@ async def test_serve_listeners_serves_listeners_the_caller_made() -> None:
 async def test_serve_listeners_needs_a_listener() -> None:
     with pytest.raises(ValueError, match="at least one listener"):
         await serve_listeners(App("none"), [])
+
+
+async def test_each_engine_serves_the_suite(http_engine: str) -> None:
+    # The conftest's engine really reaches the server (and "auto" picks httptools here).
+    app = App("engines")
+
+    @app.get("/")
+    async def index(request: Request) -> HTTPResponse:
+        return text("ok")
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(app.serve, "127.0.0.1", 0)
+        expected = "httptools" if http_engine == "auto" else http_engine
+        assert server.engine.name == expected
+        server.shutdown()

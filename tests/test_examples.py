@@ -17,9 +17,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
 
+import h11
 import httpx
 import pytest
 import trio
+from _helpers import RawClient, request_head
 
 from trioweb.testing import TestClient
 
@@ -157,18 +159,29 @@ async def test_streaming_echo_returns_the_body_as_it_comes() -> None:
     streaming = load("streaming")
     pieces = [bytes([n]) * 50_000 for n in range(20)]
 
-    async def body() -> AsyncIterator[bytes]:
-        for piece in pieces:
-            yield piece
-
     async with TestClient(streaming.app) as client:
-        headers = {"content-type": "application/x-test"}
-        async with client.stream("POST", "/echo", content=body(), headers=headers) as r:
-            assert r.status_code == 200
-            assert r.headers["content-type"] == "application/x-test"
-            assert r.headers["transfer-encoding"] == "chunked"
-            received = b"".join([chunk async for chunk in r.aiter_bytes()])
-        assert received == b"".join(pieces)
+        # Raw bytes, since httpx sends the whole body before it reads the response:
+        # each piece comes back before the next one is sent.
+        async with client.raw() as stream:
+            raw = RawClient(stream)
+            await raw.send(
+                request_head(
+                    "POST",
+                    "/echo",
+                    ["Content-Type: application/x-test", "Transfer-Encoding: chunked"],
+                )
+            )
+            response = raw.parser("POST")
+            for n, piece in enumerate(pieces):
+                await raw.send(b"%x\r\n%s\r\n" % (len(piece), piece))
+                if n == 0:  # the head goes out with the first piece
+                    head = await response.next_event()
+                    assert head.status_code == 200
+                    assert (b"content-type", b"application/x-test") in head.headers
+                    assert (b"transfer-encoding", b"chunked") in head.headers
+                assert await response.read_body(len(piece)) == piece
+            await raw.send(b"0\r\n\r\n")
+            assert type(await response.next_event()) is h11.EndOfMessage
         r = await client.put("/echo", content=b"plain")
         assert r.content == b"plain"
         assert r.headers["content-type"] == "application/octet-stream"  # none was sent

@@ -246,37 +246,53 @@ def run_exchange(delivery: Delivery) -> Outcome:
 # -- what the client saw ------------------------------------------------------------
 
 
-_HEAD_LINE = re.compile(rb"(?:\r?\n)?HEAD [\x21-\x7e]+ HTTP/[0-9]\.[0-9]\r?\n")
+# What trioweb reads and h11 refuses: one empty line before a request line (RFC 9112
+# 2.2), and empty list elements around a lone "chunked" (RFC 9110 5.6.1).
+_EMPTY_LINE = re.compile(rb"\r?\n(?![\r\n])")
+_HEAD_END = re.compile(rb"\n\r?\n")
+_CHUNKED_AMONG_EMPTY = re.compile(
+    rb"^(transfer-encoding[ \t]*:)[ \t,]*chunked[ \t,]*(?=\r?\n)", re.IGNORECASE | re.MULTILINE
+)
+# A refused request whose request line was whole is answered as its method says: a
+# refused HEAD gets the error's head only.
+_HEAD_LINE = re.compile(rb"HEAD [\x21-\x7e]+ HTTP/[0-9]\.[0-9]\r?\n")
 
 
 def request_methods(data: bytes) -> tuple[list[bytes], bool]:
-    """The methods of the requests in ``data`` (as h11 reads them), and whether it is
+    """The methods of the requests in ``data`` (as trioweb reads them), and whether it is
     complete: it ends where a request does, or where the connection must close."""
-    conn = h11.Connection(h11.SERVER)
-    if data:  # (b"" would mean EOF)
-        conn.receive_data(data)
     methods: list[bytes] = []
+    rest = data
     while True:
-        unparsed = conn.trailing_data[0] if conn.their_state is h11.IDLE else b""
-        try:
-            event = conn.next_event()
-        except h11.RemoteProtocolError:
-            # A refused request whose request line was whole is answered as its method
-            # says: a refused HEAD gets the error's head only.
-            if _HEAD_LINE.match(unparsed):
-                methods.append(b"HEAD")
-            return methods, False
-        if type(event) is h11.Request:
-            methods.append(event.method)
-        elif type(event) is h11.EndOfMessage:
-            # Not a 2xx: that would switch protocols after a CONNECT.
-            conn.send(h11.Response(status_code=404, headers=[("Content-Length", "0")]))
-            conn.send(h11.EndOfMessage())
-            if conn.our_state is h11.MUST_CLOSE:
-                return methods, True
-            conn.start_next_cycle()
-        elif event is h11.NEED_DATA or event is h11.PAUSED:
-            return methods, conn.their_state is h11.IDLE and not conn.trailing_data[0]
+        if empty_line := _EMPTY_LINE.match(rest):
+            rest = rest[empty_line.end() :]
+        if head_end := _HEAD_END.search(rest):
+            head = _CHUNKED_AMONG_EMPTY.sub(rb"\1 chunked", rest[: head_end.end()])
+            rest = head + rest[head_end.end() :]
+        conn = h11.Connection(h11.SERVER)
+        if rest:  # (b"" would mean EOF)
+            conn.receive_data(rest)
+        started = False
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError:
+                if not started and _HEAD_LINE.match(rest):
+                    methods.append(b"HEAD")
+                return methods, False
+            if type(event) is h11.Request:
+                started = True
+                methods.append(event.method)
+            elif type(event) is h11.EndOfMessage:
+                # Not a 2xx: that would switch protocols after a CONNECT.
+                conn.send(h11.Response(status_code=404, headers=[("Content-Length", "0")]))
+                conn.send(h11.EndOfMessage())
+                if conn.our_state is h11.MUST_CLOSE:
+                    return methods, True
+                rest = conn.trailing_data[0]
+                break
+            elif event is h11.NEED_DATA or event is h11.PAUSED:
+                return methods, conn.their_state is h11.IDLE and not conn.trailing_data[0]
 
 
 def parse_responses(output: bytes, methods: list[bytes]) -> list[int]:

@@ -6,9 +6,12 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
+import h11
+import httpx
 import pytest
 import trio
 import trio.testing
@@ -321,22 +324,60 @@ async def test_an_upload_error_is_raised_by_its_own_call_only() -> None:
             assert (await client.post("/count", content=b"abc")).text == "3 bytes in 1 pieces"
 
 
-async def test_an_upload_error_after_the_response_head_is_raised_reading_the_body() -> None:
-    head_arrived = trio.Event()
+def refusing_app() -> App:
+    """``upload_app()`` and ``POST /refuse``, answered 401 without reading the body."""
+    app = upload_app()
 
+    @app.post("/refuse", stream=True)
+    async def refuse(request):
+        return text("log in first", status=401)
+
+    return app
+
+
+async def test_an_early_answer_is_read_once_the_body_is_sent(autojump_clock) -> None:
+    # httpx sends the whole body before reading the response, here as over the network.
+    # The 401 waits in the pipe; the server takes (or drops) the rest of the body.
+    async def body():
+        for _ in range(16):
+            yield b"x" * 65536
+
+    with trio.fail_after(60):
+        async with TestClient(refusing_app()) as client:
+            response = await client.post("/refuse", content=body())
+            assert (response.status_code, response.text) == (401, "log in first")
+            assert (await client.post("/count", content=b"abc")).text == "3 bytes in 1 pieces"
+
+
+async def test_an_upload_error_after_an_early_answer_is_still_raised() -> None:
     async def failing():
         yield b"x" * 1000
-        await head_arrived.wait()
+        await trio.testing.wait_all_tasks_blocked()  # the 401 is in the pipe by now
         raise ValueError("the upload broke")
 
     with trio.fail_after(10):
-        async with TestClient(upload_app()) as client:
-            async with client.stream("POST", "/echo", content=failing()) as response:
-                assert response.status_code == 200
-                head_arrived.set()
-                with pytest.raises(ValueError, match="the upload broke"):
-                    await response.aread()
-            assert (await client.post("/echo", content=b"abc")).text == "abc"
+        async with TestClient(refusing_app()) as client:
+            with pytest.raises(ValueError, match="the upload broke"):
+                await client.post("/refuse", content=failing())
+            assert (await client.post("/count", content=b"abc")).text == "3 bytes in 1 pieces"
+
+
+async def test_an_echo_larger_than_the_pipe_waits_for_the_write_timeout(autojump_clock) -> None:
+    # What docs/testing.md says of echoes: httpx sends all of the body before reading,
+    # so once the echo fills the pipe both sides wait, until WRITE_TIMEOUT.
+    async def body(pieces: int):
+        for _ in range(pieces):
+            yield b"x" * 65536
+
+    app = upload_app()
+    app.config.WRITE_TIMEOUT = 30
+    with trio.fail_after(600):
+        async with TestClient(app) as client:
+            assert len((await client.post("/echo", content=body(2))).content) == 2 * 65536
+            start = trio.current_time()
+            with pytest.raises(httpx.RemoteProtocolError, match="incomplete chunked read"):
+                await client.post("/echo", content=body(16))
+            assert 30 <= trio.current_time() - start < 60
 
 
 async def test_hand_over_pipe_passes_each_send_whole() -> None:
@@ -385,3 +426,62 @@ async def test_testclient_without_buffers_moves_an_upload_in_few_pieces() -> Non
     assert int(pieces) <= 4
     assert sum(echoed) == 65536
     assert len(echoed) <= 8
+
+
+@pytest.mark.parametrize(("size", "message"), [(5, "Too little data"), (20, "Too much data")])
+async def test_a_body_that_breaks_its_content_length_raises_as_over_a_socket(
+    autojump_clock: trio.abc.Clock, size: int, message: str
+) -> None:
+    async def body():
+        yield b"x" * size
+
+    with trio.fail_after(600):
+        async with TestClient(upload_app()) as client:
+            # The error httpx raises over a real connection (httpcore lets h11's through).
+            with pytest.raises((h11.LocalProtocolError, httpx.LocalProtocolError), match=message):
+                await client.post("/count", content=body(), headers={"Content-Length": "10"})
+            assert (await client.post("/count", content=b"abc")).text == "3 bytes in 1 pieces"
+
+
+async def test_requests_one_after_another_share_a_keep_alive_connection(client):
+    first, second = await client.get("/"), await client.get("/")
+    assert first.extensions["network_stream"] is second.extensions["network_stream"]
+
+
+async def test_requests_at_the_same_time_have_a_connection_each(client):
+    streams = []
+
+    async def get() -> None:
+        async with client.stream("GET", "/sleep/1") as response:
+            streams.append(response.extensions["network_stream"])
+            await response.aread()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(get)
+        nursery.start_soon(get)
+    assert len(streams) == 2
+    assert streams[0] is not streams[1]
+
+
+async def test_a_connection_the_server_closed_is_not_reused(autojump_clock, client):
+    first = await client.get("/")
+    await trio.sleep(10)  # past KEEP_ALIVE_TIMEOUT: the server closed it
+    second = await client.get("/")
+    assert second.text == "hello from the fixture"
+    assert second.extensions["network_stream"] is not first.extensions["network_stream"]
+
+
+async def test_requests_start_no_thread(client):
+    # httpcore picks its locks and events for the running library: Trio's, not threads.
+    before = threading.active_count()
+    async with trio.open_nursery() as nursery:
+        for _ in range(3):  # at once: the pool opens connections and waits on them
+            nursery.start_soon(client.get, "/sleep/1")
+    assert (await client.get("/")).status_code == 200
+    assert threading.active_count() == before
+
+
+async def test_an_https_url_is_refused_with_a_clear_error(client):
+    # The in-memory server speaks plain HTTP; pretending otherwise would lie to the app.
+    with pytest.raises(httpx.ConnectError, match="plain HTTP"):
+        await client.get("https://testserver/")

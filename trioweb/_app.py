@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
+from . import _server
 from ._config import Config
-from ._routing import Route, Router, RouteRegistrar, require_async
+from ._registrar import RouteRegistrar
+from ._routing import Route, Router, require_async
 from .errors import HTTPError, MethodNotAllowed
 from .request import Request
 from .response import HTTPResponse, ResponseStream, text
@@ -142,7 +144,8 @@ class App(RouteRegistrar):
         """Decorator: ``async (app)`` runs after the last connection and background task end."""
         return self._listener("after_server_stop", listener)
 
-    async def _run_listeners(self, event: str) -> None:
+    async def run_listeners(self, event: str) -> None:
+        """Run the listeners registered for ``event`` (``before_server_start``...)."""
         for listener in self._listeners[event]:
             await listener(self)
 
@@ -170,7 +173,7 @@ class App(RouteRegistrar):
         return life.nursery
 
     @contextmanager
-    def _server_life(self) -> Iterator[_ServerLife]:
+    def server_life(self) -> Iterator[_ServerLife]:
         """Mark the calling task (and those it starts) as one server's life of the app."""
         life = _ServerLife()
         token = _LIVES.set(MappingProxyType({**_LIVES.get(), self: life}))
@@ -200,12 +203,14 @@ class App(RouteRegistrar):
         It binds, then runs :func:`~trioweb.serve_listeners`; ``handle_signals=False``
         leaves SIGINT and SIGTERM to the program.
         """
-        from ._server import configure_logging, open_listeners, serve_listeners
-
-        configure_logging()
-        listeners = await open_listeners(host, port, ssl=ssl, backlog=backlog)
-        await serve_listeners(
-            self, listeners, handle_signals=handle_signals, task_status=task_status
+        await _server.serve(
+            self,
+            host,
+            port,
+            ssl=ssl,
+            backlog=backlog,
+            handle_signals=handle_signals,
+            task_status=task_status,
         )
 
     def run(
@@ -216,29 +221,33 @@ class App(RouteRegistrar):
         ssl: Any = None,
     ) -> None:
         """Serve from a blocking call: ``trio.run(app.serve)``, or ``workers`` processes."""
-        from ._server import run
+        _server.run(self, host, port, workers=workers, ssl=ssl)
 
-        run(self, host, port, workers=workers, ssl=ssl)
+    # -- what the server calls: the package's interface to the application -----------
+    # (Application in _connection.py and ServedApp in _server.py name what each needs.)
 
-    # -- request handling, called by the connection -------------------------------------
-
-    async def _dispatch(
+    async def dispatch(
         self, request: Request, route: Route, params: dict[str, Any]
     ) -> HTTPResponse | None:
+        """Run the request middleware, then the route's handler (called per request)."""
         for middleware in self._request_middleware:
             early = await middleware(request)
             if early is not None:
                 return early
         return await route.handler(request, **params)
 
-    async def _apply_response_middleware(self, request: Request, response: Any) -> Any:
+    async def run_response_middleware(self, request: Request, response: Any) -> Any:
+        """The response after the response middleware: changed in place, or replaced.
+
+        Streamed responses (``request.respond()``) can only be changed in place.
+        """
         for middleware in self._response_middleware:
             replacement = await middleware(request, response)
             if replacement is not None and not isinstance(response, ResponseStream):
                 response = replacement
         return response
 
-    async def _error_response(
+    async def error_response(
         self, request: Request, exc: Exception, *, logged: bool = False
     ) -> HTTPResponse:
         """The response for an exception a handler (or middleware, or routing) raised.
@@ -272,7 +281,7 @@ class App(RouteRegistrar):
                 return response
         else:
             _log_error(request, chosen, logged)
-        return self._default_error_response(chosen)
+        return self.default_error_response(chosen)
 
     def _find_error_handler(self, exc: Exception) -> ErrorHandler | None:
         for cls in type(exc).__mro__:
@@ -282,7 +291,8 @@ class App(RouteRegistrar):
         return None
 
     @staticmethod
-    def _default_error_response(exc: Exception) -> HTTPResponse:
+    def default_error_response(exc: Exception) -> HTTPResponse:
+        """The plain-text response for ``exc``, with no handler or middleware involved."""
         if not isinstance(exc, HTTPError):
             exc = HTTPError()
         status = exc.status_code
@@ -290,6 +300,9 @@ class App(RouteRegistrar):
         if exc.message and status < 500:
             body += f": {exc.message}"
         headers = dict(exc.headers)
+        # The message may quote the request (a path, say): never let a browser sniff it
+        # into HTML.
+        headers.setdefault("x-content-type-options", "nosniff")
         if isinstance(exc, MethodNotAllowed):
             headers.setdefault("allow", ", ".join(exc.allowed))
         return text(body + "\n", status=status, headers=headers)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ._routing import Route, RouteRegistrar
+from ._registrar import RouteRegistrar
+from ._routing import Route
 from ._static import StaticFiles
 
 if TYPE_CHECKING:

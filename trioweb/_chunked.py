@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import re
 
+from ._events import ProtocolError
+
 __all__ = ["MAX_CHUNK_LINE", "ChunkDecoder", "ChunkError"]
 
 # RFC 9112 7.1: chunk = chunk-size [ chunk-ext ] CRLF chunk-data CRLF, with
@@ -32,12 +34,8 @@ MAX_CHUNK_LINE = 4096
 _SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
 
 
-class ChunkError(Exception):
+class ChunkError(ProtocolError):
     """The chunked framing is malformed (400) or its trailer too large (431)."""
-
-    def __init__(self, message: str, status_code: int = 400) -> None:
-        super().__init__(message)
-        self.status_code = status_code
 
 
 class ChunkDecoder:

@@ -1,4 +1,4 @@
-"""The command line: ``trioweb module:app --host H --port P [--workers N]``."""
+"""The command line: ``trioweb module:app --host H --port P [--workers N] [--http E]``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import sys
 
 from ._app import App
+from ._server import engine_class
 
 __all__ = ["main"]
 
@@ -34,5 +35,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to bind (8000)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (1)")
+    parser.add_argument(
+        "--http",
+        choices=["auto", "h11", "httptools"],
+        default=None,
+        help="HTTP engine (default: the app's HTTP_ENGINE, 'auto': httptools if installed)",
+    )
     args = parser.parse_args(argv)
-    _load(args.app).run(host=args.host, port=args.port, workers=args.workers)
+    app = _load(args.app)
+    if args.http is not None:
+        app.config.HTTP_ENGINE = args.http
+    try:
+        engine_class(app.config.HTTP_ENGINE)  # a missing engine: one line, not a traceback
+    except (ValueError, RuntimeError) as exc:
+        raise SystemExit(f"trioweb: {exc}") from None
+    app.run(host=args.host, port=args.port, workers=args.workers)

@@ -33,15 +33,14 @@ import logging
 import math
 import os
 import sys
-import time
-from email.utils import formatdate
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import trio
 
 from ._engine import Engine
 from ._events import END_OF_BODY, NEED_DATA, PAUSED, Data, Framing, ProtocolError, RequestHead
 from ._files import FileReader
+from ._headers import date_now
 from ._routing import DEFAULT, Limit, Route, normalize_path
 from ._transport import Transport, TransportLost, linger
 from .errors import HTTPError, NotFound, PayloadTooLarge, RequestTimeout, ServiceUnavailable
@@ -52,10 +51,10 @@ if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
 if TYPE_CHECKING:
-    from ._app import App
-    from ._server import Server
+    from ._config import Config
+    from ._routing import Router
 
-__all__ = ["Connection", "Ending", "Phase"]
+__all__ = ["Application", "Connection", "Ending", "Phase", "ServerState"]
 
 log = logging.getLogger("trioweb")
 
@@ -76,18 +75,6 @@ def _open_file(path: str) -> int:
     return os.open(path, os.O_RDONLY)
 
 
-_date_cache: tuple[int, bytes] = (0, b"")
-
-
-def _http_date() -> bytes:
-    """The ``Date`` header value, formatted at most once a second."""
-    global _date_cache
-    now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache = (now, formatdate(now, usegmt=True).encode())
-    return _date_cache[1]
-
-
 def _limit(route_value: Limit, config_value: float) -> float | None:
     return config_value if route_value is DEFAULT else route_value
 
@@ -105,6 +92,28 @@ def _only_broken(exc: BaseException) -> bool:
 
 def _encode_headers(response: HTTPResponse | ResponseStream) -> list[tuple[bytes, bytes]]:
     return [(k.encode(), v.encode()) for k, v in response.headers.items()]
+
+
+class Application(Protocol):
+    """What a connection needs of the application it serves (an :class:`~trioweb.App`)."""
+
+    config: Config
+    router: Router
+
+    async def dispatch(
+        self, request: Request, route: Route, params: dict[str, Any]
+    ) -> HTTPResponse | None: ...
+    async def run_response_middleware(self, request: Request, response: Any) -> Any: ...
+    async def error_response(
+        self, request: Request, exc: Exception, *, logged: bool = False
+    ) -> HTTPResponse: ...
+    def default_error_response(self, exc: Exception) -> HTTPResponse: ...
+
+
+class ServerState(Protocol):
+    """What a connection needs of its server: whether it is shutting down."""
+
+    closing: bool
 
 
 class Phase(enum.Enum):
@@ -138,8 +147,8 @@ class Connection:
 
     def __init__(
         self,
-        app: App,
-        server: Server,
+        app: Application,
+        server: ServerState,
         stream: trio.abc.Stream,
         client: tuple[str, int],
         scheme: str,
@@ -273,7 +282,7 @@ class Connection:
             # scope: the old one has fired.
             self._scope = trio.CancelScope(deadline=_deadline(self._config.WRITE_TIMEOUT))
             with self._scope:
-                response = await self._app._error_response(request, error, logged=True)
+                response = await self._app.error_response(request, error, logged=True)
                 await self._send_whole(request, response)
         elif phase is Phase.WRITING:
             log.info("client %s:%s did not read for WRITE_TIMEOUT", *self._client)
@@ -345,7 +354,7 @@ class Connection:
                 return
             if isinstance(exc, PayloadTooLarge) or request.stream.error:
                 self._end(Ending.CLOSE)
-            response = await app._error_response(request, exc)
+            response = await app.error_response(request, exc)
         if isinstance(response, StreamingHTTPResponse) or (
             isinstance(response, FileResponse) and response.streamed
         ):
@@ -356,7 +365,7 @@ class Connection:
                 if self._head_sent or self.ending is Ending.ABORT:
                     self._abort(request, exc)
                     return
-                response = await app._error_response(request, exc)
+                response = await app.error_response(request, exc)
         if response is not None:
             await self._send_whole(request, response)
 
@@ -398,7 +407,7 @@ class Connection:
         if read_body or route.response_timeout is not DEFAULT:
             timeout = _limit(route.response_timeout, config.RESPONSE_TIMEOUT)
             self._scope.deadline = _deadline(timeout)
-        response = await self._app._dispatch(request, route, params)
+        response = await self._app.dispatch(request, route, params)
         if request.response is not None:
             if response is not None:
                 log.warning("%s returned a response after responding; ignored", route.name)
@@ -449,7 +458,7 @@ class Connection:
         Raises ``ValueError`` for a status or header the engine refuses to send.
         """
         if not any(name == b"date" for name, _ in headers):
-            headers.append((b"date", _http_date()))
+            headers.append((b"date", date_now()))
         if self._engine.waiting_for_continue:
             # Answered without reading: the client holds its body back, so there is
             # nothing to drain and no telling what it sends next. Close.
@@ -467,11 +476,11 @@ class Connection:
         if self.ending is Ending.ABORT:  # a 100 Continue was cut: the client's stream is broken
             return
         try:
-            if middleware and self._app._response_middleware:
-                response = await self._app._apply_response_middleware(request, response)
+            if middleware:
+                response = await self._app.run_response_middleware(request, response)
         except Exception as exc:
             log.error("response middleware failed for %s", request, exc_info=exc)
-            response = self._app._default_error_response(exc)
+            response = self._app.default_error_response(exc)
         headers = _encode_headers(response)
         status = response.status
         body = response.body
@@ -487,7 +496,7 @@ class Connection:
         except ValueError as exc:  # a header name, value or status the engine refuses
             log.error("invalid response for %s: %s", request, exc)
             # Plain 500, without the middleware that may have caused this.
-            fallback = self._app._default_error_response(exc)
+            fallback = self._app.default_error_response(exc)
             await self._send_whole(request, fallback, middleware=False)
             return
         if self._engine.framing is Framing.NONE or not body:
@@ -519,7 +528,7 @@ class Connection:
     async def send_head(self, response: ResponseStream) -> None:
         """Send a streamed response's head (the :class:`ResponseSink` interface)."""
         request = self._current(response)
-        await self._app._apply_response_middleware(request, response)
+        await self._app.run_response_middleware(request, response)
         # Before the head counts as sent: cancelled now, the response can still start.
         await trio.lowlevel.checkpoint_if_cancelled()
         headers = _encode_headers(response)
@@ -835,7 +844,7 @@ class Connection:
         if self._head_sent:
             return
         self._end(Ending.CLOSE)
-        response = self._app._default_error_response(HTTPError(message, status_code=status))
+        response = self._app.default_error_response(HTTPError(message, status_code=status))
         headers = _encode_headers(response)
         headers.append((b"content-length", str(len(response.body)).encode()))
         data = self._response_head(status, headers)
@@ -870,7 +879,7 @@ class Connection:
                 elif event is NEED_DATA:
                     if self._body_stream is not None and not self._check_declared():
                         return
-                    if self.phase is Phase.IDLE and engine.buffered:
+                    if self.phase is Phase.IDLE and engine.head_started:
                         # The first bytes of a head: REQUEST_TIMEOUT for the rest of it.
                         self.phase = Phase.HEAD
                         self._scope.deadline = _deadline(self._config.REQUEST_TIMEOUT)

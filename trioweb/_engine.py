@@ -24,7 +24,7 @@ import re
 from http import HTTPStatus
 from typing import ClassVar
 
-from ._chunked import ChunkDecoder, ChunkError
+from ._chunked import ChunkDecoder
 from ._events import (
     END_OF_BODY,
     NEED_DATA,
@@ -37,7 +37,7 @@ from ._events import (
     RequestHead,
     Signal,
 )
-from ._strict import asks_to_close, check_head
+from ._strict import asks_to_close, check_head, origin_form, request_start
 
 __all__ = ["Engine"]
 
@@ -57,8 +57,11 @@ _FIELD_LINES = re.compile(
     + rb"[ \t]*\r\n)*\r\n"
 )
 _BARE_LF = re.compile(rb"(?<!\r)\n")
-# Every Transfer-Encoding line of a head, and the one canonical spelling.
-_TE_LINES = re.compile(rb"(?<=\n)transfer-encoding:[ \t]*([^\r]*)\r\n", re.I)
+# The Transfer-Encoding line of a head (the rules allow one), and its canonical spelling:
+# exactly "chunked", which h11 and llhttp both read as it is (h11 lowercases the value,
+# llhttp does not; llhttp refuses a tab after it).
+_TE_LINE = re.compile(rb"(?<=\n)transfer-encoding:[^\r]*\r\n", re.I)
+_TE_CHUNKED = re.compile(rb"\n(?i:transfer-encoding):[ \t]*chunked\r\n")
 
 # Response heads: the status line, and the header checks h11 makes on what it sends.
 _STATUS_LINES = {
@@ -149,6 +152,20 @@ class Engine:
         return self._pos < len(self._buffer)
 
     @property
+    def head_started(self) -> bool:
+        """Whether bytes of a request head have arrived (an empty line before it aside)."""
+        buffer, pos = self._buffer, self._pos
+        if self._state != _HEAD or pos == len(buffer):
+            return False
+        if buffer[pos] not in b"\r\n":
+            return True  # the usual case
+        try:
+            skip = request_start(buffer[pos : pos + 3])
+        except ProtocolError:
+            return True  # bytes to refuse
+        return skip >= 0 and pos + skip < len(buffer)
+
+    @property
     def declared(self) -> int:
         """The body size announced so far: Content-Length, or the chunk sizes seen."""
         if self._chunks is not None:
@@ -177,7 +194,9 @@ class Engine:
         try:
             return self._next_event()
         except ProtocolError:
+            # Whatever refused it, nothing after a refused request is read.
             self._refused = True
+            self._state = _CLOSED
             raise
 
     def _next_event(self) -> Event:
@@ -194,19 +213,17 @@ class Engine:
 
     def _next_head(self) -> Event:
         buffer, pos = self._buffer, self._pos
-        for empty in (b"\r\n", b"\n"):
-            # RFC 9112 2.2: an empty line before the request line is ignored (one only,
-            # so that a stream of empty lines cannot hold the connection).
-            if buffer.startswith(empty, pos):
-                after = pos + len(empty)
-                if after < len(buffer) and buffer[after] not in b"\r\n":
-                    pos = after
-                break
+        if pos < len(buffer):
+            # RFC 9112 2.2: one empty line before the request line is ignored. (Looked
+            # at afresh until the head is whole, so it is skipped once.)
+            skip = request_start(buffer[pos : pos + 3])
+            if skip < 0:
+                return PEER_CLOSED if self._eof else NEED_DATA  # a CR: its LF may follow
+            pos += skip
         match = _HEAD_END.search(buffer, pos)
         if match is None:
             waiting = len(buffer) - pos
             if waiting > self._max_head:
-                self._state = _CLOSED
                 raise self._too_large(buffer, pos)
             if self._eof:
                 self._state = _CLOSED
@@ -216,7 +233,6 @@ class Engine:
             return NEED_DATA
         end = match.end()
         self._pos = end
-        self._state = _CLOSED  # until the head is accepted
         head = self._accept_head(buffer[pos:end])
         self._head = head
         self._responded = self._continued = self._body_seen = False
@@ -248,23 +264,19 @@ class Engine:
         if _FIELD_LINES.fullmatch(raw, line_end + 2) is None:
             raise _field_error(raw, line_end + 2)
         facts = check_head(method, target, version[5:], raw)
-        if facts.chunked and _TE_LINES.findall(raw) != [b"chunked"]:
+        if facts.chunked and _TE_CHUNKED.search(raw) is None:
             # An accepted Transfer-Encoding spelled another way (another case, empty list
-            # elements, several lines, whitespace after it): every engine, and the
-            # application, sees one canonical line (h11 would lowercase the value, llhttp
-            # would not; llhttp refuses a tab after it).
-            raw = _TE_LINES.sub(b"", raw)
-            raw = raw[:-2] + b"transfer-encoding: chunked\r\n\r\n"
+            # elements, whitespace after it): every engine, and the application, sees the
+            # one canonical line.
+            raw = _TE_LINE.sub(b"transfer-encoding: chunked\r\n", raw)
         head = self._parse_head(raw)
         head.content_length = facts.content_length
         head.chunked = facts.chunked
         head.expect_continue = facts.expect_continue
         head.keep_alive = facts.keep_alive
-        if facts.host is not None:
+        if target[:1] != b"/" and target != b"*":
             # RFC 9112 3.2.2: with an absolute-form target, its authority is the host.
-            head.headers = [
-                (name, facts.host if name == b"host" else value) for name, value in head.headers
-            ]
+            head.target, head.headers = origin_form(head.target, head.headers)
         return head
 
     def _too_large(self, buffer: bytes, pos: int) -> ProtocolError:
@@ -291,11 +303,7 @@ class Engine:
                     return Data(buffer)
                 return Data(buffer[pos : pos + take])
         else:
-            try:
-                start, end = chunks.next_span(buffer, pos)
-            except ChunkError as exc:
-                self._state = _CLOSED
-                raise ProtocolError(str(exc), exc.status_code) from None
+            start, end = chunks.next_span(buffer, pos)
             self._pos = end
             if start != end:
                 if end - start == len(buffer):
@@ -304,7 +312,6 @@ class Engine:
             if chunks.done:
                 return self._body_done()
         if self._eof:
-            self._state = _CLOSED
             raise ProtocolError("the connection closed before the request body ended")
         return NEED_DATA
 

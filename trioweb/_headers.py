@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from email.utils import formatdate
 from typing import TypeVar, Union, overload
 
-__all__ = ["Headers", "HeadersInit", "MultiDict"]
+__all__ = ["Headers", "HeadersInit", "MultiDict", "date_now"]
 
 _T = TypeVar("_T")
 
@@ -148,3 +150,15 @@ class Headers(MultiDict):
     def copy(self) -> Headers:
         """A shallow copy."""
         return Headers._trusted(list(self._items))
+
+
+_date_cache: tuple[int, bytes] = (0, b"")
+
+
+def date_now() -> bytes:
+    """The ``Date`` header value, formatted at most once a second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, formatdate(now, usegmt=True).encode())
+    return _date_cache[1]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import signal
@@ -12,28 +11,35 @@ import ssl as _ssl
 import sys
 import threading
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import trio
 
-from ._connection import Connection, _http_date
+from ._connection import Application, Connection
 from ._engine import Engine
+from ._headers import date_now
 from ._transport import linger
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
-if TYPE_CHECKING:
-    from ._app import App
 
-__all__ = ["Server", "engine_class", "open_listeners", "run", "serve_listeners"]
+class _Life(Protocol):
+    nursery: trio.Nursery | None
+
+
+class ServedApp(Application, Protocol):
+    """What a server needs of the application it serves (an :class:`~trioweb.App`)."""
+
+    async def run_listeners(self, event: str) -> None: ...
+    def server_life(self) -> AbstractContextManager[_Life]: ...
+
+
+__all__ = ["Server", "engine_class", "open_listeners", "run", "serve", "serve_listeners"]
 
 log = logging.getLogger("trioweb")
-
-# accept() errors that mean "out of resources right now", not "this listener is broken".
-_ACCEPT_CAPACITY_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
 
 class Server:
@@ -68,12 +74,12 @@ class Server:
         if self._startup is not None:
             self._startup.cancel()
 
-    async def _starting(self, app: App, event: str) -> bool:
+    async def _starting(self, app: ServedApp, event: str) -> bool:
         """Run startup listeners; False when a shutdown cut them short."""
         with trio.CancelScope() as scope:
             self._startup = scope
             if not self._shutdown.is_set():
-                await app._run_listeners(event)
+                await app.run_listeners(event)
         self._startup = None
         return not scope.cancelled_caught and not self._shutdown.is_set()
 
@@ -86,9 +92,14 @@ async def open_listeners(
 ) -> list[trio.abc.Listener[Any]]:
     """TCP listeners on ``host:port`` (wrapped for TLS when ``ssl`` is an SSLContext)."""
     _check_ssl(ssl)  # before binding: a bad argument must not leave a port taken
-    listeners: list[trio.abc.Listener[Any]] = list(
-        await trio.open_tcp_listeners(port, host=host, backlog=backlog)
-    )
+    return _listeners(_bind(host, port, backlog), ssl)
+
+
+def _listeners(sockets: list[socket.socket], ssl: Any) -> list[trio.abc.Listener[Any]]:
+    """Trio listeners on bound sockets (wrapped for TLS when ``ssl`` is given)."""
+    listeners: list[trio.abc.Listener[Any]] = [
+        trio.SocketListener(trio.socket.from_stdlib_socket(sock)) for sock in sockets
+    ]
     return _wrap_ssl(listeners, ssl)
 
 
@@ -141,8 +152,24 @@ def _address(sockaddr: Any) -> tuple[str, int]:
     return str(sockaddr), 0
 
 
+async def serve(
+    app: ServedApp,
+    host: str | None,
+    port: int,
+    *,
+    ssl: Any = None,
+    backlog: int | None = None,
+    handle_signals: bool = True,
+    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Bind ``host:port``, then :func:`serve_listeners` (``app.serve`` calls this)."""
+    configure_logging()
+    listeners = await open_listeners(host, port, ssl=ssl, backlog=backlog)
+    await serve_listeners(app, listeners, handle_signals=handle_signals, task_status=task_status)
+
+
 async def serve_listeners(
-    app: App,
+    app: ServedApp,
     listeners: list[trio.abc.Listener[Any]],
     *,
     handle_signals: bool = True,
@@ -175,7 +202,7 @@ async def serve_listeners(
     scheme = "https" if isinstance(listeners[0], trio.SSLListener) else "http"
     try:
         async with _signals_shut_down(server, handle_signals):
-            with app._server_life() as life:
+            with app.server_life() as life:
                 async with trio.open_nursery() as app_nursery:
                     life.nursery = app_nursery
                     try:
@@ -184,7 +211,7 @@ async def serve_listeners(
                     finally:
                         life.nursery = None
                         app_nursery.cancel_scope.cancel()
-                await app._run_listeners("after_server_stop")
+                await app.run_listeners("after_server_stop")
     finally:
         # The accept loops close their listeners; these were never accepted on if
         # startup failed or was cut short, and must not keep their ports.
@@ -194,7 +221,7 @@ async def serve_listeners(
 
 
 async def _serve_connections(
-    app: App,
+    app: ServedApp,
     server: Server,
     listeners: list[trio.abc.Listener[Any]],
     scheme: str,
@@ -202,8 +229,12 @@ async def _serve_connections(
 ) -> None:
     async with trio.open_nursery() as connections:
         async with trio.open_nursery() as acceptors:
-            for listener in listeners:
-                acceptors.start_soon(_accept_loop, app, server, listener, connections, scheme)
+            # Trio's own accept loops: they close each listener when cancelled, and
+            # ride out EMFILE and friends (a full fd table) by pausing, not crashing.
+            handler = partial(_serve_connection, app, server, scheme=scheme)
+            await acceptors.start(
+                partial(trio.serve_listeners, handler, listeners, handler_nursery=connections)
+            )
             for host, port in server.addresses:
                 shown = f"[{host}]" if ":" in host else host
                 log.info(
@@ -220,7 +251,7 @@ async def _serve_connections(
             # From now on every response carries Connection: close, including those
             # that finish while the stop listeners run.
             server.closing = True
-            await app._run_listeners("before_server_stop")
+            await app.run_listeners("before_server_stop")
             acceptors.cancel_scope.cancel()
         for connection in list(server._connections):
             connection.close_if_idle()
@@ -233,28 +264,8 @@ async def _serve_connections(
         connections.cancel_scope.cancel()
 
 
-async def _accept_loop(
-    app: App,
-    server: Server,
-    listener: trio.abc.Listener[Any],
-    connections: trio.Nursery,
-    scheme: str,
-) -> None:
-    async with listener:
-        while True:
-            try:
-                stream = await listener.accept()
-            except OSError as exc:
-                if exc.errno not in _ACCEPT_CAPACITY_ERRORS:
-                    raise
-                log.error("accept failed (%s); retrying in 100 ms", os.strerror(exc.errno))
-                await trio.sleep(0.1)
-                continue
-            connections.start_soon(_serve_connection, app, server, stream, scheme)
-
-
 async def _serve_connection(
-    app: App, server: Server, stream: trio.abc.Stream, scheme: str
+    app: ServedApp, server: Server, stream: trio.abc.Stream, *, scheme: str
 ) -> None:
     sock = _socket_of(stream)
     try:
@@ -295,7 +306,7 @@ _BUSY_HEAD = (
 ) % len(_BUSY_BODY)
 
 
-async def _refuse(app: App, stream: trio.abc.Stream, client: tuple[str, int]) -> None:
+async def _refuse(app: ServedApp, stream: trio.abc.Stream, client: tuple[str, int]) -> None:
     """Answer a connection over MAX_CONNECTIONS with a 503 and close it.
 
     The 503 goes out without reading the request (its head may not even have arrived),
@@ -304,7 +315,7 @@ async def _refuse(app: App, stream: trio.abc.Stream, client: tuple[str, int]) ->
     the 503 before the client read it.
     """
     log.debug("refusing %s:%s: MAX_CONNECTIONS reached", *client)
-    date = b"date: " + _http_date() + b"\r\n\r\n"
+    date = b"date: " + date_now() + b"\r\n\r\n"
     with (
         trio.move_on_after(app.config.WRITE_TIMEOUT),
         contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
@@ -409,12 +420,12 @@ def configure_logging() -> None:
     logger.setLevel(logging.INFO)
 
 
-def run(app: App, host: str, port: int, *, workers: int = 1, ssl: Any = None) -> None:
+def run(app: ServedApp, host: str, port: int, *, workers: int = 1, ssl: Any = None) -> None:
     """Block serving ``app``; with ``workers > 1``, in that many forked processes."""
     configure_logging()
     try:
         if workers <= 1:
-            trio.run(partial(app.serve, host, port, ssl=ssl))
+            trio.run(partial(serve, app, host, port, ssl=ssl))
         else:
             _run_workers(app, host, port, workers, ssl)
     except BaseException as exc:
@@ -430,7 +441,7 @@ def _only_interrupts(exc: BaseException) -> bool:
     return isinstance(exc, KeyboardInterrupt)
 
 
-def _run_workers(app: App, host: str, port: int, workers: int, ssl: Any) -> None:
+def _run_workers(app: ServedApp, host: str, port: int, workers: int, ssl: Any) -> None:
     """Bind once, fork ``workers`` children that all accept on the same sockets.
 
     The parent only supervises. Children run in their own process group, so a
@@ -486,36 +497,42 @@ def _run_workers(app: App, host: str, port: int, workers: int, ssl: Any) -> None
         sys.exit(1)
 
 
-def _bind(host: str, port: int) -> list[socket.socket]:
+def _bind(host: str | None, port: int, backlog: int | None = None) -> list[socket.socket]:
+    """Listening sockets on every address of ``host`` (one worker or many bind here).
+
+    ``host=None`` means every interface. With port 0, every address gets the port the
+    first one got.
+    """
     sockets: list[socket.socket] = []
-    for family, kind, proto, _, addr in socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    ):
-        if sockets:  # port 0: every address gets the port the first one got
-            addr = (addr[0], sockets[0].getsockname()[1], *addr[2:])
-        sock = socket.socket(family, kind, proto)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind(addr)
-        sock.listen(socket.SOMAXCONN)
-        sockets.append(sock)
+    try:
+        for family, kind, proto, _, addr in socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        ):
+            if sockets:
+                addr = (addr[0], sockets[0].getsockname()[1], *addr[2:])
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(addr)
+            sock.listen(socket.SOMAXCONN if backlog is None else backlog)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
     return sockets
 
 
 async def _serve_sockets(
-    app: App, sockets: list[socket.socket], ssl: Any, parent_alive: int
+    app: ServedApp, sockets: list[socket.socket], ssl: Any, parent_alive: int
 ) -> None:
     """A worker: serve on the inherited sockets until signalled or orphaned."""
-    listeners: list[trio.abc.Listener[Any]] = [
-        trio.SocketListener(trio.socket.from_stdlib_socket(sock)) for sock in sockets
-    ]
+    listeners = _listeners(sockets, ssl)
     async with trio.open_nursery() as nursery:
 
         async def serve(task_status: trio.TaskStatus[Server]) -> None:
-            await serve_listeners(
-                app, _wrap_ssl(listeners, ssl), handle_signals=True, task_status=task_status
-            )
+            await serve_listeners(app, listeners, handle_signals=True, task_status=task_status)
             nursery.cancel_scope.cancel()
 
         server: Server = await nursery.start(serve)

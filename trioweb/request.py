@@ -16,7 +16,6 @@ from .errors import BadRequest, PayloadTooLarge
 from .response import ResponseSink, ResponseStream
 
 if TYPE_CHECKING:
-    from ._app import App
     from ._routing import Route
 
 __all__ = ["Request", "RequestStream"]
@@ -215,7 +214,7 @@ class Request:
 
     def __init__(
         self,
-        app: App,
+        app: Any,
         method: str,
         target: str,
         raw_headers: Sequence[tuple[bytes, bytes]],
@@ -227,12 +226,8 @@ class Request:
     ) -> None:
         self.app = app
         self.method = method
+        # The connection has made an absolute-form target origin-form (RFC 9112 3.2.2).
         path, _, self.query_string = target.partition("?")
-        if not path.startswith("/") and path != "*":
-            # absolute-form, "http://host/path"; an empty path means "/" (RFC 9112 3.2.2)
-            scheme_end = path.find("://")
-            slash = path.find("/", scheme_end + 3) if scheme_end != -1 else -1
-            path = path[slash:] if slash != -1 else "/"
         #: The path as sent, still percent-encoded, dot segments and all.
         self.raw_path = path
         # The path routing saw: raw_path without its dot segments, set by the
@@ -289,7 +284,12 @@ class Request:
 
     @property
     def host(self) -> str:
-        """The ``Host`` header (empty for HTTP/1.0 requests without one)."""
+        """The host and port the request is for (empty for HTTP/1.0 requests without one).
+
+        The ``Host`` header, which trioweb has checked is a valid host and optional
+        port. For an absolute-form target (``GET http://host/path``) it is the target's
+        authority, which also replaces the ``Host`` header (RFC 9112 3.2.2).
+        """
         return self.headers.get("host", "")
 
     @property

@@ -11,19 +11,20 @@ from __future__ import annotations
 import math
 import operator
 import sys
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import h11
 import trio
 
 try:
+    import httpcore
     import httpx
 except ModuleNotFoundError as exc:  # the test extra is not installed
     raise ModuleNotFoundError(
-        "trioweb.testing needs httpx, from trioweb's test extra: pip install 'trioweb[test]'",
+        "trioweb.testing needs httpx (and its httpcore), from trioweb's test extra:"
+        " pip install 'trioweb[test]'",
         name=exc.name,
     ) from exc
 
@@ -33,6 +34,8 @@ if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
 if TYPE_CHECKING:
+    import ssl
+
     from ._app import App
 
 __all__ = ["TestClient", "memory_pipe_pair"]
@@ -159,6 +162,10 @@ class _PipeStream(trio.abc.HalfCloseableStream):
         finally:
             self._receiving = False
 
+    def readable(self) -> bool:
+        """Whether ``receive_some()`` would return at once: data or the end is waiting."""
+        return bool(self._in.data) or self._in.eof
+
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
@@ -192,6 +199,10 @@ def memory_pipe_pair(
       The two ends, ``(a, b)``: ``a.send_all()`` reaches ``b.receive_some()``, and the
       other way round.
     """
+    return _pipe_pair(buffer_size)
+
+
+def _pipe_pair(buffer_size: int) -> tuple[_PipeStream, _PipeStream]:
     one, two = _Buffer(buffer_size), _Buffer(buffer_size)
     return _PipeStream(one, two), _PipeStream(two, one)
 
@@ -220,8 +231,8 @@ class _MemoryListener(trio.abc.Listener[trio.abc.Stream]):
         self._receive.close()
         await trio.lowlevel.checkpoint()
 
-    def connect(self) -> trio.abc.Stream:
-        client, server = memory_pipe_pair(self._buffer_size)
+    def connect(self) -> _PipeStream:
+        client, server = _pipe_pair(self._buffer_size)
         try:
             self._send.send_nowait(server)
         except trio.BrokenResourceError:
@@ -229,131 +240,163 @@ class _MemoryListener(trio.abc.Listener[trio.abc.Stream]):
         return client
 
 
-class _Exchange:
-    """One request and its response, on a connection of their own.
+class _NetworkStream(httpcore.AsyncNetworkStream):
+    """httpcore's side of one in-memory connection.
 
-    The body goes up from a task of its own, so the response can arrive while it is
-    still being sent (full duplex, and early answers such as 413).
+    httpx's ``timeout=`` is ignored here on purpose: a test bounds its waits with
+    ``trio.fail_after()``, which also holds under ``autojump_clock``.
     """
 
-    def __init__(self, stream: trio.abc.Stream, request: httpx.Request) -> None:
-        self.stream = stream
-        self.request = request
-        self.conn = h11.Connection(h11.CLIENT)
-        self.uploading = trio.CancelScope()
-        self.upload_error: Exception | None = None
+    def __init__(self, stream: _PipeStream) -> None:
+        self._stream = stream
 
-    async def next_event(self) -> Any:
-        """The next event from the server; the upload's error once the upload failed."""
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         try:
-            return await _next_event(self.conn, self.stream)
-        except trio.ClosedResourceError:
-            if self.upload_error is None:
-                raise
-        # Raised outside the except block, so the error keeps its own context.
-        raise self.upload_error
+            return await self._stream.receive_some(max_bytes)
+        except trio.ClosedResourceError as exc:
+            raise httpcore.ReadError(str(exc)) from exc
 
-    async def upload(self) -> None:
-        """Send the request body, then its end."""
-        assert isinstance(self.request.stream, httpx.AsyncByteStream)
-        with self.uploading:
-            try:
-                async for chunk in self.request.stream:
-                    if chunk and not await self._send(h11.Data(data=chunk)):
-                        return
-                await self._send(h11.EndOfMessage())
-            except Exception as exc:
-                # As with httpx, the body's error is this request's alone: its call
-                # raises it (closing the stream wakes it), and the server sees the
-                # client go away. Nothing else is cancelled.
-                self.upload_error = exc
-                await self.stream.aclose()
-
-    async def _send(self, event: h11.Data | h11.EndOfMessage) -> bool:
-        """Send ``event``; False once the server answered early and closed, or the
-        response was closed."""
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         try:
-            await self.stream.send_all(self.conn.send(event))
-        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
-            return False
-        return True
+            await self._stream.send_all(buffer)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise httpcore.WriteError(str(exc)) from exc
 
     async def aclose(self) -> None:
-        self.uploading.cancel()
-        await self.stream.aclose()
+        await self._stream.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError(
+            "TestClient's connections are plain HTTP: use an http:// URL"
+            " (to test TLS, serve the app on a loopback port)"
+        )
+
+    def get_extra_info(self, info: str) -> Any:
+        # The pool asks before reusing an idle connection: readable means the server
+        # closed it (or sent something unasked), so a new connection is opened instead.
+        return self._stream.readable() if info == "is_readable" else None
+
+
+class _NetworkBackend(httpcore.AsyncNetworkBackend):
+    """Every connection httpcore opens, whatever its address, goes to the app."""
+
+    def __init__(self, listener: _MemoryListener) -> None:
+        self._listener = listener
+
+    async def _connect(self) -> httpcore.AsyncNetworkStream:
+        await trio.lowlevel.checkpoint()
+        return _NetworkStream(self._listener.connect())
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return await self._connect()
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return await self._connect()
+
+    async def sleep(self, seconds: float) -> None:
+        await trio.sleep(seconds)
+
+
+#: httpcore's errors and httpx's own for them, as httpx's transport maps them.
+_ERRORS: dict[type[Exception], type[httpx.TransportError]] = {
+    httpcore.UnsupportedProtocol: httpx.UnsupportedProtocol,
+    httpcore.TimeoutException: httpx.TimeoutException,
+    httpcore.NetworkError: httpx.NetworkError,
+    httpcore.ConnectError: httpx.ConnectError,
+    httpcore.ReadError: httpx.ReadError,
+    httpcore.WriteError: httpx.WriteError,
+    httpcore.ProtocolError: httpx.ProtocolError,
+    httpcore.LocalProtocolError: httpx.LocalProtocolError,
+    httpcore.RemoteProtocolError: httpx.RemoteProtocolError,
+}
+
+
+@contextmanager
+def _httpx_errors() -> Iterator[None]:
+    try:
+        yield
+    except tuple(_ERRORS) as exc:
+        # The most specific match: the first of the error's classes in the table.
+        mapped = next(_ERRORS[kind] for kind in type(exc).__mro__ if kind in _ERRORS)
+        raise mapped(str(exc)) from exc
 
 
 class _ResponseBody(httpx.AsyncByteStream):
-    def __init__(self, exchange: _Exchange) -> None:
-        self._exchange = exchange
+    def __init__(self, response: httpcore.Response) -> None:
+        self._response = response
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        while True:
-            event = await self._exchange.next_event()
-            if isinstance(event, h11.Data):
-                yield bytes(event.data)
-            elif isinstance(event, h11.EndOfMessage):
-                return
-            else:
-                raise httpx.RemoteProtocolError(f"unexpected {event!r} in the response body")
+        with _httpx_errors():
+            async for chunk in self._response.aiter_stream():
+                yield chunk
 
     async def aclose(self) -> None:
-        await self._exchange.aclose()
-
-
-async def _next_event(conn: h11.Connection, stream: trio.abc.Stream) -> Any:
-    while True:
-        try:
-            event = conn.next_event()
-        except h11.RemoteProtocolError as exc:
-            raise httpx.RemoteProtocolError(str(exc)) from None
-        if event is not h11.NEED_DATA:
-            if isinstance(event, h11.ConnectionClosed):
-                raise httpx.RemoteProtocolError("the server closed the connection")
-            return event
-        try:
-            data = await stream.receive_some(65536)
-        except trio.BrokenResourceError:
-            data = b""
-        conn.receive_data(bytes(data))
+        with _httpx_errors():
+            await self._response.aclose()
 
 
 class _Transport(httpx.AsyncBaseTransport):
-    def __init__(self, client: TestClient) -> None:
-        self._client = client
+    """httpx over httpcore's HTTP/1.1 connection pool, over in-memory connections."""
+
+    def __init__(self, listener: _MemoryListener) -> None:
+        # No limit and no expiry: connections are free here, and an expiry would run
+        # on the real clock, not Trio's. Idle ones are closed by the server's
+        # KEEP_ALIVE_TIMEOUT, which the pool notices (is_readable) before reusing one.
+        self._pool = httpcore.AsyncConnectionPool(
+            max_connections=None, network_backend=_NetworkBackend(listener)
+        )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        exchange = _Exchange(self._client._listener.connect(), request)
-        head = h11.Request(
-            method=request.method, target=request.url.raw_path, headers=request.headers.raw
+        assert isinstance(request.stream, httpx.AsyncByteStream)
+        url = request.url
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            # Without "timeout": see _NetworkStream.
+            extensions={k: v for k, v in request.extensions.items() if k != "timeout"},
         )
-        await exchange.stream.send_all(exchange.conn.send(head))
-        self._client._nursery.start_soon(exchange.upload)
-        try:
-            while True:
-                event = await exchange.next_event()
-                if isinstance(event, h11.Response):
-                    break
-        except BaseException:
-            await exchange.aclose()
-            raise
+        with _httpx_errors():
+            response = await self._pool.handle_async_request(core_request)
         return httpx.Response(
-            status_code=event.status_code,
-            headers=list(event.headers),
-            stream=_ResponseBody(exchange),
-            extensions={
-                "http_version": b"HTTP/" + event.http_version,
-                "reason_phrase": event.reason,
-            },
+            status_code=response.status,
+            headers=response.headers,
+            stream=_ResponseBody(response),
+            extensions=response.extensions,
         )
+
+    async def aclose(self) -> None:
+        with _httpx_errors():
+            await self._pool.aclose()
 
 
 class TestClient(httpx.AsyncClient):
     """An ``httpx.AsyncClient`` talking to ``app`` over in-memory streams.
 
     ``async with TestClient(app) as client:`` starts the app's server life (its
-    listeners run, ``app.nursery`` exists) and stops it gracefully on exit. Each request
-    uses a new in-memory connection; ``client.raw()`` opens one for raw bytes.
+    listeners run, ``app.nursery`` exists) and stops it gracefully on exit. Requests go
+    through httpcore's HTTP/1.1 connection pool, over in-memory connections kept alive
+    between requests; ``client.raw()`` opens one for raw bytes.
     """
 
     __test__ = False  # not a pytest test class
@@ -366,9 +409,9 @@ class TestClient(httpx.AsyncClient):
         buffer_size: int = 65536,
         **kwargs: Any,
     ) -> None:
-        super().__init__(transport=_Transport(self), base_url=base_url, **kwargs)
-        self.app = app
         self._listener = _MemoryListener(buffer_size)
+        super().__init__(transport=_Transport(self._listener), base_url=base_url, **kwargs)
+        self.app = app
         self._stack = AsyncExitStack()
         self._stopped = trio.Event()
         self.server: Server | None = None
