@@ -216,19 +216,58 @@ OTHER_NAMES = [b"x-a", b"accept", b"te", b"trailer", b"keep-alive", b"proxy-conn
 ODD_NAMES = [b"", b"x a", b"x(a)", b"x\x00", b"\xe9", b"x\x7f"]
 LINE_ENDS = [b"\r\n", b"\n", b"\r", b"\r\r\n", b"\n\r"]
 
-ows = st.sampled_from([b"", b"", b" ", b"\t", b"  \t "])
 # Field values: printable, with HTAB and obs-text; now and then a control character
 # (NUL, SOH, ESC, DEL; never CR or LF, which the line ends and mutations bring).
 text_values = st.binary(max_size=12).map(
     lambda raw: bytes(b if b >= 0x20 or b in (0, 1, 9, 0x1B) else 0x20 + b for b in raw)
 )
+# The strategies are made once, here: Hypothesis validates each new one, which cost
+# more than the engines themselves when they were made at every draw.
+ows = st.sampled_from([b"", b"", b" ", b"\t", b"  \t "])
+bws = st.sampled_from([b"", b"", b" ", b"\t"])
+before_colon = st.sampled_from([b"", b"", b"", b" ", b"\t"])
+field_kinds = st.sampled_from(["rule", "rule", "other", "odd"])
+rule_names = st.sampled_from(sorted(VALUES))
+rule_values = {name: st.sampled_from(values) | text_values for name, values in VALUES.items()}
+other_names = st.sampled_from(OTHER_NAMES)
+odd_names = st.sampled_from(ODD_NAMES)
+casings = st.sampled_from(["lower", "upper", "title", "random"])
+case_masks = st.integers(0, 2**16 - 1)
+line_ends = {
+    "crlf": st.just(b"\r\n"),
+    "lf": st.just(b"\n"),
+    "mixed": st.sampled_from(LINE_ENDS),
+}
+line_end_styles = st.sampled_from(["crlf", "crlf", "lf", "mixed"])
+empty_lines = st.sampled_from([0, 0, 0, 1, 2])
+methods = st.sampled_from(METHODS) | st.sampled_from(ODD_METHODS)
+targets = st.sampled_from(TARGETS)
+versions = st.sampled_from(VERSIONS * 3) | st.sampled_from(ODD_VERSIONS)
+separators = st.sampled_from([b" "] * 8 + [b"  ", b"\t"])
+framings = st.sampled_from(["none", "length", "chunked", "both"])
+length_errors = st.sampled_from([0] * 6 + [-1, 1])
+te_values = st.sampled_from(VALUES[b"transfer-encoding"])
+chunk_sizes = st.lists(st.integers(1, 20), max_size=3)
+size_forms = st.sampled_from([b"%x", b"%X", b"0%x", b"000%X"])
+size_prefixes = st.sampled_from([b" ", b"+", b"0x", b"-", b""])
+one_in_ten = st.integers(0, 9).map(lambda n: n == 0)
+chunk_line_ends = st.sampled_from([b"\r\n"] * 6 + [b"\n", b" \r\n", b"\r"])
+data_errors = st.sampled_from([0] * 8 + [-1, 1])
+data_ends = st.sampled_from([b"\r\n"] * 6 + [b"\n", b""])
+extension_names = st.sampled_from([b"a", b"name", b"x-y", b"", b"a b", b"\xe9"])
+extension_values = st.sampled_from(
+    [
+        *(b"v", b"1", b'"quoted \\" string"', b'""', b'"unterminated', b"a b"),
+        *(b"\x01", b"e" * 4090),  # a control character; near MAX_CHUNK_LINE
+    ]
+)
 
 
 def cased(draw: st.DrawFn, name: bytes) -> bytes:
     """``name`` in lower, upper, title or random case."""
-    how = draw(st.sampled_from(["lower", "upper", "title", "random"]))
+    how = draw(casings)
     if how == "random":
-        mask = draw(st.integers(0, 2 ** len(name) - 1)) if name else 0
+        mask = draw(case_masks)
         return bytes(
             c ^ 0x20 if mask >> i & 1 and chr(c).isalpha() else c for i, c in enumerate(name)
         )
@@ -238,52 +277,46 @@ def cased(draw: st.DrawFn, name: bytes) -> bytes:
 @st.composite
 def field_line(draw: st.DrawFn) -> bytes:
     """One header line, without its line end: mostly right, sometimes odd."""
-    kind = draw(st.sampled_from(["rule", "rule", "other", "odd"]))
+    kind = draw(field_kinds)
     if kind == "rule":
-        name = draw(st.sampled_from(sorted(VALUES)))
-        value = draw(st.sampled_from(VALUES[name]) | text_values)
+        name = draw(rule_names)
+        value = draw(rule_values[name])
     else:
-        name = draw(st.sampled_from(OTHER_NAMES if kind == "other" else ODD_NAMES))
+        name = draw(other_names if kind == "other" else odd_names)
         value = draw(text_values)
     name = cased(draw, name)
-    before_colon = draw(st.sampled_from([b"", b"", b"", b" ", b"\t"]))
-    return name + before_colon + b":" + draw(ows) + value + draw(ows)
+    return name + draw(before_colon) + b":" + draw(ows) + value + draw(ows)
+
+
+@st.composite
+def chunk_extension(draw: st.DrawFn) -> bytes:
+    """``;name`` or ``;name=value``, with BWS around each part; right or wrong."""
+    extension = draw(bws) + b";" + draw(bws) + draw(extension_names)
+    if draw(st.booleans()):
+        extension += draw(bws) + b"=" + draw(bws) + draw(extension_values)
+    return extension
+
+
+extensions = st.lists(chunk_extension(), max_size=2)
+trailer_lines = st.lists(field_line(), max_size=2)
+header_lines = st.lists(field_line(), max_size=5)
 
 
 @st.composite
 def chunked_body(draw: st.DrawFn) -> bytes:
     """Chunks with extensions (right and wrong), a last chunk, trailer fields."""
     body = b""
-    for size in [*draw(st.lists(st.integers(1, 20), max_size=3)), 0]:
-        digits = draw(st.sampled_from([b"%x", b"%X", b"0%x", b"000%X"])) % size
-        if draw(st.integers(0, 9)) == 0:
-            digits = draw(st.sampled_from([b" ", b"+", b"0x", b"-", b""])) + digits
-        extensions = b"".join(draw(st.lists(chunk_extension(), max_size=2)))
-        end = draw(st.sampled_from([b"\r\n"] * 6 + [b"\n", b" \r\n", b"\r"]))
-        body += digits + extensions + end
+    for size in [*draw(chunk_sizes), 0]:
+        digits = draw(size_forms) % size
+        if draw(one_in_ten):
+            digits = draw(size_prefixes) + digits
+        body += digits + b"".join(draw(extensions)) + draw(chunk_line_ends)
         if size:
-            data_size = size + draw(st.sampled_from([0] * 8 + [-1, 1]))
-            body += b"d" * max(data_size, 0) + draw(st.sampled_from([b"\r\n"] * 6 + [b"\n", b""]))
-    trailers = draw(st.lists(field_line(), max_size=2))
-    return body + b"".join(line + b"\r\n" for line in trailers) + b"\r\n"
+            body += b"d" * max(size + draw(data_errors), 0) + draw(data_ends)
+    return body + b"".join(line + b"\r\n" for line in draw(trailer_lines)) + b"\r\n"
 
 
-@st.composite
-def chunk_extension(draw: st.DrawFn) -> bytes:
-    bws = st.sampled_from([b"", b"", b" ", b"\t"])
-    name = draw(st.sampled_from([b"a", b"name", b"x-y", b"", b"a b", b"\xe9"]))
-    extension = draw(bws) + b";" + draw(bws) + name
-    if draw(st.booleans()):
-        value = draw(
-            st.sampled_from(
-                [
-                    *(b"v", b"1", b'"quoted \\" string"', b'""', b'"unterminated', b"a b"),
-                    *(b"\x01", b"e" * 4090),  # a control character; near MAX_CHUNK_LINE
-                ]
-            )
-        )
-        extension += draw(bws) + b"=" + draw(bws) + value
-    return extension
+chunked_bodies = chunked_body()
 
 
 @st.composite
@@ -291,32 +324,23 @@ def requests(draw: st.DrawFn) -> bytes:
     """One or two requests built from the grammar, with its odd corners and mistakes."""
     data = b""
     for _ in range(draw(st.integers(1, 2))):
-        ends = draw(st.sampled_from([[b"\r\n"], [b"\r\n"], [b"\n"], LINE_ENDS]))
-
-        def line_end() -> bytes:
-            return draw(st.sampled_from(ends))  # noqa: B023 (called in this iteration only)
-
-        data += b"".join(line_end() for _ in range(draw(st.sampled_from([0, 0, 0, 1, 2]))))
-        method = draw(st.sampled_from(METHODS) | st.sampled_from(ODD_METHODS))
-        target = draw(st.sampled_from(TARGETS))
-        version = draw(st.sampled_from(VERSIONS * 3) | st.sampled_from(ODD_VERSIONS))
-        separator = draw(st.sampled_from([b" "] * 8 + [b"  ", b"\t"]))
-        data += method + separator + target + b" " + version + line_end()
-        lines = draw(st.lists(field_line(), max_size=5))
+        ends = line_ends[draw(line_end_styles)]
+        data += b"".join(draw(ends) for _ in range(draw(empty_lines)))
+        data += draw(methods) + draw(separators) + draw(targets) + b" " + draw(versions)
+        data += draw(ends)
+        lines = draw(header_lines)
         if draw(st.integers(0, 3)):
             lines.insert(draw(st.integers(0, len(lines))), b"Host: a")
-        framing = draw(st.sampled_from(["none", "length", "chunked", "both"]))
+        framing = draw(framings)
         body = b""
         if framing in ("length", "both"):
             size = draw(st.integers(0, 12))
             lines.append(b"Content-Length: %d" % size)
-            body = b"b" * (size + draw(st.sampled_from([0] * 6 + [-1, 1])))
+            body = b"b" * (size + draw(length_errors))
         if framing in ("chunked", "both"):
-            lines.append(
-                b"Transfer-Encoding: " + draw(st.sampled_from(VALUES[b"transfer-encoding"]))
-            )
-            body = draw(chunked_body())
-        data += b"".join(line + line_end() for line in lines) + line_end() + body
+            lines.append(b"Transfer-Encoding: " + draw(te_values))
+            body = draw(chunked_bodies)
+        data += b"".join(line + draw(ends) for line in lines) + draw(ends) + body
     return data
 
 
