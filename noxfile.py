@@ -101,6 +101,6 @@ def bench_shutdown(session: nox.Session) -> None:
 def fuzz(session: nox.Session) -> None:
     """The fuzz tests with many more examples: ``nox -s fuzz -- -x``."""
     session.install("-e", ".[test]")
-    env = {"HYPOTHESIS_PROFILE": "fuzz"}  # see tests/test_fuzz.py
-    files = ["tests/test_fuzz.py", "tests/test_fuzz_multipart.py"]
+    env = {"HYPOTHESIS_PROFILE": "fuzz"}  # see tests/conftest.py
+    files = ["tests/test_fuzz.py", "tests/test_fuzz_multipart.py", "tests/test_engine_fuzz.py"]
     session.run("pytest", *files, *session.posargs, env=env)

@@ -1,4 +1,4 @@
-"""Fixtures shared by the whole suite.
+"""Fixtures and settings shared by the whole suite.
 
 ``transport``: a test that asks for it runs twice, over the in-memory pipe of the
 TestClient and over a real loopback socket (see ``serving`` in ``_helpers.py``).
@@ -6,16 +6,28 @@ TestClient and over a real loopback socket (see ``serving`` in ``_helpers.py``).
 ``http_engine``: the protocol tests run once per HTTP engine (h11 and httptools), as
 uvicorn's run once per ``http_protocol_cls``; the engine is the default of
 ``Config.HTTP_ENGINE`` for the duration of a test, so every app a test builds uses it.
+
+The Hypothesis profiles: ``HYPOTHESIS_PROFILE`` picks one. The default, ``ci``, is
+derandomized: the same examples every run, so a CI run fails only for a change to the
+code, never for a new draw. ``fuzz`` (``nox -s fuzz``) explores at random, with many
+more examples. Failing examples are saved in ``.hypothesis/`` (git-ignored by
+Hypothesis itself), and the next run tries them first.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 from _helpers import TRANSPORTS
+from hypothesis import settings
 
 from trioweb import Config
+
+settings.register_profile("ci", max_examples=200, deadline=None, print_blob=True, derandomize=True)
+settings.register_profile("fuzz", max_examples=20_000, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ENGINES = ["h11", "httptools"]
 

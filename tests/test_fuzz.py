@@ -17,7 +17,6 @@ examples; a failure prints its input, shrunk, which replays exactly.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 from collections.abc import Iterator
@@ -29,21 +28,13 @@ import h11
 import pytest
 import trio
 import trio.testing
-from hypothesis import given, settings
+from _corpus import SEEDS, arbitrary, mutated
+from hypothesis import given
 from hypothesis import strategies as st
-from test_strict import ACCEPTED, REJECTED
 
 from trioweb import App, Config, Request, ResponseStream
 from trioweb.response import HTTPResponse, raw, stream, text
 from trioweb.testing import TestClient
-
-# Failing examples are saved in .hypothesis/ (git-ignored by Hypothesis itself), and the
-# next run tries them first.
-# The default run is derandomized: the same 200 examples every time, so a CI run fails
-# only for a change to the code, never for a new draw. `nox -s fuzz` explores at random.
-settings.register_profile("ci", max_examples=200, deadline=None, print_blob=True, derandomize=True)
-settings.register_profile("fuzz", max_examples=20_000, deadline=None, print_blob=True)
-PROFILE = settings.get_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 #: Small limits, so that inputs reach them, and timeouts to end every stalled exchange.
 LIMITS = {
@@ -103,121 +94,7 @@ def fuzz_app() -> App:
     return app
 
 
-# -- inputs -------------------------------------------------------------------------
-
-VALID = [
-    b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
-    b"GET /stream HTTP/1.1\r\nHost: a\r\n\r\n",
-    b"GET /stream HTTP/1.0\r\n\r\n",
-    b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n",
-    b"HEAD /stream HTTP/1.1\r\nHost: a\r\n\r\n",
-    b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
-    b"GET /missing?x=1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
-    b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi",
-    b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
-    b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-    b"5\r\nhello\r\n3;x=y\r\nabc\r\n0\r\nTrailer: v\r\n\r\n",
-    b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 4097\r\n\r\n" + b"x" * 4097,
-    b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",
-    b"POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-    b"a\r\n0123456789\r\n0\r\n\r\n",
-    b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc",
-    b"POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-    b"801\r\n" + b"y" * 2049 + b"\r\n0\r\n\r\n",
-    b"POST /ignore HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n0123456789",
-    b"POST /ignore HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
-    b"GET / HTTP/1.1\r\nHost: a\r\nX-Long: " + b"v" * 960 + b"\r\n\r\n",
-]
-#: The malformed and the well-formed corpus of the strict-parsing tests.
-CORPUS = {case.id: case.request for case in REJECTED + ACCEPTED}
-SEEDS = {
-    **{f"valid-{i}": request for i, request in enumerate(VALID)},
-    **CORPUS,
-    # Refused once its whole head is read, so known to be a HEAD: no body in the error.
-    "head-refused": b"HEAD / HTTP/1.1\r\nHost: a\r\nX-A: a\x01b\r\n\r\n",
-}
-
-# Bytes that matter to an HTTP/1.1 parser, for insertions.
-SPECIAL = [b"\r", b"\n", b"\r\n", b"\x00", b" ", b":", b",", b";", b"\t", b"\r\n\r\n", b"\x7f"]
-# Tokens to build "almost HTTP" from.
-TOKENS = [
-    *(b"%s " % method for method in (b"GET", b"HEAD", b"POST", b"OPTIONS", b"CONNECT")),
-    b"/",
-    b"/echo",
-    b"/upload",
-    b"/stream",
-    b"*",
-    b" HTTP/1.1",
-    b" HTTP/1.0",
-    b"\r\n",
-    b"\n",
-    b"Host: a\r\n",
-    b"Content-Length: ",
-    b"Transfer-Encoding: chunked\r\n",
-    b"Expect: 100-continue\r\n",
-    b"Connection: close\r\n",
-    b"0",
-    b"5",
-    b"ff",
-    b"hello",
-    *SPECIAL,
-]
-
-
-seeds = st.sampled_from(list(SEEDS.values()))
-
-
-@st.composite
-def mutated(draw: st.DrawFn) -> bytes:
-    """A seed, a few valid requests pipelined or two seeds spliced; then a few mutations."""
-    base = draw(st.sampled_from(["seed", "pipelined", "spliced"]))
-    if base == "seed":
-        data = draw(seeds)
-    elif base == "pipelined":
-        data = b"".join(draw(st.lists(st.sampled_from(VALID), min_size=2, max_size=3)))
-    else:
-        one, two = draw(seeds), draw(seeds)
-        data = one[: draw(st.integers(0, len(one)))] + two[draw(st.integers(0, len(two))) :]
-    for _ in range(draw(st.integers(0, 3))):
-        data = mutate(draw, data)
-    return data
-
-
-def mutate(draw: st.DrawFn, data: bytes) -> bytes:
-    """``data`` changed once: a byte inserted, deleted or replaced, a line repeated, a
-    number changed (a Content-Length, a chunk size, a version), another method."""
-    i = draw(st.integers(0, len(data)))
-    lines = data.split(b"\r\n")
-    numbers = [m.span() for m in re.finditer(rb"[0-9a-fA-F]+", data)]
-    how = draw(st.sampled_from(["insert", "delete", "replace", "repeat", "number", "method"]))
-    if how == "method":
-        method = draw(st.sampled_from([b"GET", b"HEAD", b"POST", b"PUT", b"OPTIONS", b"CONNECT"]))
-        return re.sub(rb"^[A-Z]*", method, data, count=1)
-    if how == "insert":
-        return data[:i] + draw(st.sampled_from(SPECIAL)) + data[i:]
-    if how == "delete":
-        return data[:i] + data[i + draw(st.integers(1, 8)) :]
-    if how == "repeat" and len(lines) > 2:
-        n = draw(st.integers(1, len(lines) - 2))
-        return b"\r\n".join(lines[: n + 1] + lines[n:])
-    if how == "number" and numbers:
-        start, end = draw(st.sampled_from(numbers))
-        number = draw(
-            st.one_of(
-                st.integers(0, 20),
-                st.integers(0, 5000),
-                st.sampled_from([2**31, 2**32, 2**63, 2**64, 10**30]),
-            )
-        )
-        form = draw(st.sampled_from([b"%d", b"%x", b"%X", b"-%d", b"0%d"]))
-        return data[:start] + form % number + data[end:]
-    return data[:i] + bytes([draw(st.integers(0, 255))]) + data[i + 1 :]
-
-
-arbitrary = st.one_of(
-    st.binary(max_size=300),
-    st.lists(st.sampled_from(TOKENS), max_size=40).map(b"".join),
-)
+# -- inputs (the requests and their mutations are in _corpus.py) ----------------------
 
 
 @dataclass
@@ -487,13 +364,11 @@ def check(delivery: Delivery) -> None:
             assert 408 not in statuses, outcome
 
 
-@PROFILE
 @given(deliveries(arbitrary))
 def test_arbitrary_bytes(delivery: Delivery) -> None:
     check(delivery)
 
 
-@PROFILE
 @given(deliveries(mutated()))
 def test_mutated_requests(delivery: Delivery) -> None:
     check(delivery)

@@ -114,6 +114,8 @@ class ChunkDecoder:
 
     def _size_line(self, line: bytes) -> None:
         if len(line) > MAX_CHUNK_LINE:
+            # Checked here too, not only on a partial line: the same line must be
+            # refused whether it arrives in one read or in several.
             raise ChunkError("chunk-size line too long")
         match = _CHUNK_LINE.fullmatch(line)
         if match is None:

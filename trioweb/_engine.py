@@ -24,7 +24,7 @@ import re
 from http import HTTPStatus
 from typing import ClassVar
 
-from ._chunked import ChunkDecoder, ChunkError
+from ._chunked import ChunkDecoder
 from ._events import (
     END_OF_BODY,
     NEED_DATA,
@@ -57,9 +57,11 @@ _FIELD_LINES = re.compile(
     + rb"[ \t]*\r\n)*\r\n"
 )
 _BARE_LF = re.compile(rb"(?<!\r)\n")
-# The Transfer-Encoding line of a head (the rules allow one), and its canonical spelling.
+# The Transfer-Encoding line of a head (the rules allow one), and its canonical spelling:
+# exactly "chunked", which h11 and llhttp both read as it is (h11 lowercases the value,
+# llhttp does not; llhttp refuses a tab after it).
 _TE_LINE = re.compile(rb"(?<=\n)transfer-encoding:[^\r]*\r\n", re.I)
-_TE_CHUNKED = re.compile(rb"\ntransfer-encoding:[ \t]*chunked[ \t]*\r\n", re.I)
+_TE_CHUNKED = re.compile(rb"\n(?i:transfer-encoding):[ \t]*chunked\r\n")
 
 # Response heads: the status line, and the header checks h11 makes on what it sends.
 _STATUS_LINES = {
@@ -192,7 +194,9 @@ class Engine:
         try:
             return self._next_event()
         except ProtocolError:
+            # Whatever refused it, nothing after a refused request is read.
             self._refused = True
+            self._state = _CLOSED
             raise
 
     def _next_event(self) -> Event:
@@ -220,10 +224,7 @@ class Engine:
         if match is None:
             waiting = len(buffer) - pos
             if waiting > self._max_head:
-                self._state = _CLOSED
-                if buffer.find(b"\n", pos) == -1:
-                    raise ProtocolError("request target too long", 414)
-                raise ProtocolError("request head too large", 431)
+                raise self._too_large(buffer, pos)
             if self._eof:
                 self._state = _CLOSED
                 if waiting:
@@ -232,7 +233,6 @@ class Engine:
             return NEED_DATA
         end = match.end()
         self._pos = end
-        self._state = _CLOSED  # until the head is accepted
         head = self._accept_head(buffer[pos:end])
         self._head = head
         self._responded = self._continued = self._body_seen = False
@@ -251,10 +251,7 @@ class Engine:
     def _accept_head(self, raw: bytes) -> RequestHead:
         """Check a whole head against the limits, the grammar and the rules; parse it."""
         if len(raw) > self._max_head:
-            # RFC 9110 15.5.15: a request line alone over the limit is a 414.
-            if raw.find(b"\n") > self._max_head:
-                raise ProtocolError("request target too long", 414)
-            raise ProtocolError("request head too large", 431)
+            raise self._too_large(raw, 0)
         if b"\r" not in raw:
             raw = raw.replace(b"\n", b"\r\n")
         elif _BARE_LF.search(raw) is not None:
@@ -268,8 +265,9 @@ class Engine:
             raise _field_error(raw, line_end + 2)
         facts = check_head(method, target, version[5:], raw)
         if facts.chunked and _TE_CHUNKED.search(raw) is None:
-            # An accepted Transfer-Encoding spelled another way (empty list elements):
-            # every engine, and the application, sees the one canonical line.
+            # An accepted Transfer-Encoding spelled another way (another case, empty list
+            # elements, whitespace after it): every engine, and the application, sees the
+            # one canonical line.
             raw = _TE_LINE.sub(b"transfer-encoding: chunked\r\n", raw)
         head = self._parse_head(raw)
         head.content_length = facts.content_length
@@ -280,6 +278,14 @@ class Engine:
             # RFC 9112 3.2.2: with an absolute-form target, its authority is the host.
             head.target, head.headers = origin_form(head.target, head.headers)
         return head
+
+    def _too_large(self, buffer: bytes, pos: int) -> ProtocolError:
+        """The refusal of a head from ``pos`` on, over the limit, whole or not yet."""
+        newline = buffer.find(b"\n", pos)
+        if newline == -1 or newline - pos > self._max_head:
+            # RFC 9110 15.5.15: a request line alone over the limit is a 414.
+            return ProtocolError("request target too long", 414)
+        return ProtocolError("request head too large", 431)
 
     def _next_body_event(self) -> Event:
         buffer, pos = self._buffer, self._pos
@@ -297,11 +303,7 @@ class Engine:
                     return Data(buffer)
                 return Data(buffer[pos : pos + take])
         else:
-            try:
-                start, end = chunks.next_span(buffer, pos)
-            except ChunkError:
-                self._state = _CLOSED
-                raise
+            start, end = chunks.next_span(buffer, pos)
             self._pos = end
             if start != end:
                 if end - start == len(buffer):
@@ -310,12 +312,11 @@ class Engine:
             if chunks.done:
                 return self._body_done()
         if self._eof:
-            self._state = _CLOSED
             raise ProtocolError("the connection closed before the request body ended")
         return NEED_DATA
 
     def _body_done(self) -> Signal:
-        self._chunks = None
+        # (the decoder stays until the next cycle: declared keeps the body's total)
         self._their_done = True
         self._state = _DONE
         return END_OF_BODY
@@ -409,6 +410,7 @@ class Engine:
             return False
         self._state = _HEAD
         self._head = None
+        self._chunks = None
         self._method = b""
         self._their_done = False
         self._responded = False

@@ -29,7 +29,9 @@ class _Collector:
         self.target += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
+        # llhttp keeps the whitespace after a value, which is not part of it (RFC 9112
+        # 5.1). (Cheaper here than looking for it in the head first.)
+        self.headers.append((name.lower(), value.rstrip(b" \t")))
 
 
 class HttptoolsEngine(Engine):
@@ -48,7 +50,16 @@ class HttptoolsEngine(Engine):
         except httptools.HttpParserUpgrade:
             pass  # an Upgrade request: the head is complete all the same
         except httptools.HttpParserError as exc:
-            raise ProtocolError("the request head could not be parsed") from exc
+            # llhttp knows a fixed list of methods and reads some its own way (RTSP's,
+            # PRI), but any token is a method (RFC 9110 9.1) and the shared checks have
+            # read the request line: the rest is parsed under GET, the head keeps the
+            # real method. (Only on this error path: a request llhttp knows costs nothing.)
+            method, _, rest = raw.partition(b" ")
+            if method == b"GET":
+                raise ProtocolError("the request head could not be parsed") from exc
+            head = self._parse_head(b"GET " + rest)
+            head.method = method
+            return head
         return RequestHead(
             parser.get_method(),
             collector.target,
