@@ -9,9 +9,11 @@ a real loopback socket, through :func:`serving`.
 from __future__ import annotations
 
 import importlib.util
+import logging
+import socket
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -297,6 +299,16 @@ async def serving(app: App, transport: str) -> AsyncIterator[Served]:
 
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _load_module(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_bench(script: str) -> ModuleType:
@@ -304,11 +316,56 @@ def load_bench(script: str) -> ModuleType:
     other private bench modules by their bare names land in ``sys.modules``."""
     sys.path.insert(0, str(BENCH))
     try:
-        spec = importlib.util.spec_from_file_location(f"bench_{script}", BENCH / f"{script}.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up here
-        spec.loader.exec_module(module)
+        return _load_module(f"bench_{script}", BENCH / f"{script}.py")
     finally:
         sys.path.remove(str(BENCH))
-    return module
+
+
+def load_example(name: str) -> ModuleType:
+    """Import ``examples/<name>.py`` as a fresh module."""
+    return _load_module(f"examples_{name}", EXAMPLES / f"{name}.py")
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextmanager
+def trioweb_log() -> Iterator[list[logging.LogRecord]]:
+    """Every record the ``trioweb`` logger makes, DEBUG included, while inside."""
+    logger = logging.getLogger("trioweb")
+    handler = _Records()
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    # Not passed on to pytest's capture: thousands of examples would flood a failure's
+    # report; the records that fail an example are in its assertion message.
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    try:
+        yield handler.records
+    finally:
+        logger.setLevel(level)
+        logger.propagate = propagate
+        logger.removeHandler(handler)
+
+
+def all_tasks(task: trio.lowlevel.Task) -> list[trio.lowlevel.Task]:
+    """``task`` and every task below it, through its nurseries."""
+    return [task] + [
+        found
+        for nursery in task.child_nurseries
+        for child in nursery.child_tasks
+        for found in all_tasks(child)
+    ]

@@ -7,43 +7,28 @@ is also run as a real process on a free port and stopped with SIGINT.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from types import ModuleType
 
 import h11
 import httpx
 import pytest
 import trio
-from _helpers import RawClient, request_head
+from _helpers import EXAMPLES, RawClient, free_port, load_example, request_head
 
 from trioweb.testing import TestClient
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def load(name: str) -> ModuleType:
-    """Import ``examples/<name>.py`` as a fresh module."""
-    spec = importlib.util.spec_from_file_location(f"examples_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("name", sorted(path.stem for path in EXAMPLES.glob("*.py")))
 def test_every_example_has_a_module_level_app_and_a_main_block(name: str) -> None:
     from trioweb import App
 
-    assert isinstance(load(name).app, App)
+    assert isinstance(load_example(name).app, App)
     assert 'if __name__ == "__main__":' in (EXAMPLES / f"{name}.py").read_text()
 
 
@@ -51,16 +36,10 @@ def test_every_example_has_a_module_level_app_and_a_main_block(name: str) -> Non
 
 
 async def test_hello() -> None:
-    async with TestClient(load("hello").app) as client:
+    async with TestClient(load_example("hello").app) as client:
         r = await client.get("/")
         assert (r.status_code, r.text) == (200, "Hello, world!")
         assert r.headers["content-type"] == "text/plain; charset=utf-8"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_hello_as_a_process_stops_cleanly_on_sigint() -> None:
@@ -95,7 +74,7 @@ async def test_hello_as_a_process_stops_cleanly_on_sigint() -> None:
 
 
 async def test_routing_typed_parameters() -> None:
-    routing = load("routing")
+    routing = load_example("routing")
     order_id = uuid.uuid4()
     async with TestClient(routing.app) as client:
         assert (await client.get("/users/42")).json() == {"id": 42}
@@ -118,7 +97,7 @@ async def test_routing_typed_parameters() -> None:
 
 
 async def test_routing_blueprint_and_method_view() -> None:
-    routing = load("routing")
+    routing = load_example("routing")
     async with TestClient(routing.app) as client:
         assert (await client.get("/api")).json() == {"notes": []}
         assert (await client.get("/api/")).status_code == 404
@@ -137,7 +116,7 @@ async def test_routing_blueprint_and_method_view() -> None:
 
 
 async def test_routing_composition_view_streams_the_upload() -> None:
-    routing = load("routing")
+    routing = load_example("routing")
 
     async def body() -> AsyncIterator[bytes]:
         for _ in range(10):
@@ -157,7 +136,7 @@ async def test_routing_composition_view_streams_the_upload() -> None:
 
 
 async def test_streaming_echo_returns_the_body_as_it_comes() -> None:
-    streaming = load("streaming")
+    streaming = load_example("streaming")
     pieces = [bytes([n]) * 50_000 for n in range(20)]
 
     async with TestClient(streaming.app) as client:
@@ -189,14 +168,14 @@ async def test_streaming_echo_returns_the_body_as_it_comes() -> None:
 
 
 async def test_streaming_await_style() -> None:
-    streaming = load("streaming")
+    streaming = load_example("streaming")
     async with TestClient(streaming.app) as client:
         r = await client.put("/upper", content=b"shout")
         assert (r.status_code, r.text) == (200, "SHOUT")
 
 
 async def test_streaming_callback_csv() -> None:
-    streaming = load("streaming")
+    streaming = load_example("streaming")
     async with TestClient(streaming.app) as client:
         r = await client.get("/report.csv")
         assert (r.status_code, r.text) == (200, "foo,bar")
@@ -205,7 +184,7 @@ async def test_streaming_callback_csv() -> None:
 
 
 async def test_streaming_from_child_tasks(autojump_clock: trio.abc.Clock) -> None:
-    streaming = load("streaming")
+    streaming = load_example("streaming")
     async with TestClient(streaming.app) as client:
         start = trio.current_time()
         r = await client.get("/race")
@@ -221,7 +200,7 @@ async def test_streaming_from_child_tasks(autojump_clock: trio.abc.Clock) -> Non
 
 
 async def test_errors_and_exception_handlers(caplog: pytest.LogCaptureFixture) -> None:
-    example = load("errors_middleware")
+    example = load_example("errors_middleware")
     async with TestClient(example.app) as client:
         r = await client.get("/nowhere")
         assert (r.status_code, r.json()) == (404, {"error": "not found", "path": "/nowhere"})
@@ -238,7 +217,7 @@ async def test_errors_and_exception_handlers(caplog: pytest.LogCaptureFixture) -
 
 
 async def test_middleware(capsys: pytest.CaptureFixture[str]) -> None:
-    example = load("errors_middleware")
+    example = load_example("errors_middleware")
     async with TestClient(example.app) as client:
         r = await client.get("/admin/stats")
         assert (r.status_code, r.json()) == (401, {"error": "unauthorized"})
@@ -257,7 +236,7 @@ async def test_middleware(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 async def test_background_jobs(autojump_clock: trio.abc.Clock) -> None:
-    example = load("errors_middleware")
+    example = load_example("errors_middleware")
     async with TestClient(example.app) as client:
         r = await client.post("/jobs")
         assert (r.status_code, r.headers["location"]) == (202, "/jobs/1")
@@ -276,7 +255,7 @@ async def test_background_jobs(autojump_clock: trio.abc.Clock) -> None:
 
 
 async def test_files_static_index_range_and_304() -> None:
-    module = load("files")
+    module = load_example("files")
     async with TestClient(module.app) as client:
         index = await client.get("/static/")
         assert index.status_code == 200
@@ -300,7 +279,7 @@ async def test_files_static_index_range_and_304() -> None:
 
 
 async def test_upload_page_is_a_multipart_form() -> None:
-    async with TestClient(load("upload").app) as client:
+    async with TestClient(load_example("upload").app) as client:
         page = await client.get("/")
     assert page.status_code == 200
     assert 'enctype="multipart/form-data"' in page.text
@@ -309,7 +288,7 @@ async def test_upload_page_is_a_multipart_form() -> None:
 
 
 async def test_upload_saves_each_file_under_its_own_name(tmp_path: Path) -> None:
-    module = load("upload")
+    module = load_example("upload")
     module.UPLOADS = tmp_path
     files = [("files", ("<b>.txt", b"first")), ("files", ("two.bin", bytes(300_000)))]
     async with TestClient(module.app) as client:
@@ -322,7 +301,7 @@ async def test_upload_saves_each_file_under_its_own_name(tmp_path: Path) -> None
 
 
 async def test_upload_failing_half_way_leaves_no_file(tmp_path: Path) -> None:
-    module = load("upload")
+    module = load_example("upload")
     module.UPLOADS = tmp_path
     module.app.config.FORM_MAX_FILE_SIZE = 1000
     files = [("files", ("ok.txt", b"small")), ("files", ("big.bin", bytes(5000)))]
@@ -333,6 +312,6 @@ async def test_upload_failing_half_way_leaves_no_file(tmp_path: Path) -> None:
 
 
 async def test_upload_comment_is_a_buffered_form() -> None:
-    async with TestClient(load("upload").app) as client:
+    async with TestClient(load_example("upload").app) as client:
         r = await client.post("/comment", data={"name": "Ada", "comment": "<hi>"})
     assert r.text.startswith("<p>Ada says: &lt;hi&gt;</p>")

@@ -19,8 +19,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import pairwise
 
@@ -29,6 +27,7 @@ import pytest
 import trio
 import trio.testing
 from _corpus import SEEDS, arbitrary, mutated
+from _helpers import all_tasks, trioweb_log
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -133,43 +132,6 @@ def deliveries(draw: st.DrawFn, inputs: st.SearchStrategy[bytes]) -> Delivery:
 # -- the exchange -------------------------------------------------------------------
 
 
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@contextmanager
-def trioweb_log() -> Iterator[list[logging.LogRecord]]:
-    """Every record the ``trioweb`` logger makes, DEBUG included, while inside."""
-    logger = logging.getLogger("trioweb")
-    handler = _Records()
-    level, propagate = logger.level, logger.propagate
-    logger.addHandler(handler)
-    # Not passed on to pytest's capture: thousands of examples would flood a failure's
-    # report; the records that fail an example are in its assertion message.
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    try:
-        yield handler.records
-    finally:
-        logger.setLevel(level)
-        logger.propagate = propagate
-        logger.removeHandler(handler)
-
-
-def _tasks(task: trio.lowlevel.Task) -> list[trio.lowlevel.Task]:
-    return [task] + [
-        found
-        for nursery in task.child_nurseries
-        for child in nursery.child_tasks
-        for found in _tasks(child)
-    ]
-
-
 @dataclass
 class Outcome:
     """What the client saw."""
@@ -187,7 +149,7 @@ async def exchange(delivery: Delivery) -> Outcome:
         server = client.server
         assert server is not None
         await trio.testing.wait_all_tasks_blocked()
-        before = set(_tasks(root))
+        before = set(all_tasks(root))
         output = bytearray()
         start = trio.current_time()
         async with client.raw() as conn:
@@ -221,7 +183,7 @@ async def exchange(delivery: Delivery) -> Outcome:
         # EOF came once the server closed its end, after its connection task ended.
         await trio.testing.wait_all_tasks_blocked()
         assert not server._connections, "a connection is still open after EOF"
-        left = set(_tasks(root)) - before
+        left = set(all_tasks(root)) - before
         assert not left, f"tasks left behind: {sorted(task.name for task in left)}"
     return Outcome(bytes(output), closed_after)
 

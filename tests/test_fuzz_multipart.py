@@ -29,10 +29,9 @@ from pathlib import Path
 
 import trio
 import trio.testing
-from _helpers import RawClient
+from _helpers import RawClient, all_tasks, trioweb_log
 from hypothesis import given
 from hypothesis import strategies as st
-from test_fuzz import PROFILE, _tasks, trioweb_log
 
 from trioweb import App, Config, Request
 from trioweb.response import HTTPResponse
@@ -244,7 +243,7 @@ async def exchange(message: bytes, cuts: list[int], uploads: Path) -> tuple[int,
         server = client.server
         assert server is not None
         await trio.testing.wait_all_tasks_blocked()
-        before = set(_tasks(root))
+        before = set(all_tasks(root))
         pieces = [message[a:b] for a, b in pairwise([0, *cuts, len(message)])]
         async with client.raw() as conn, client.raw() as other:
             assert isinstance(conn, trio.abc.HalfCloseableStream)
@@ -268,7 +267,7 @@ async def exchange(message: bytes, cuts: list[int], uploads: Path) -> tuple[int,
             assert await fuzzed.read_to_eof() == b"", "bytes after the response"
         await trio.testing.wait_all_tasks_blocked()
         assert not server._connections, "a connection is still open after EOF"
-        left = set(_tasks(root)) - before
+        left = set(all_tasks(root)) - before
         assert not left, f"tasks left behind: {sorted(task.name for task in left)}"
     return r.status, r.body
 
@@ -311,19 +310,16 @@ def cuts_of(draw: st.DrawFn, form: st.SearchStrategy[Form]) -> tuple[Form, list[
 PATHS = st.sampled_from(["/form", "/parts"])
 
 
-@PROFILE
 @given(PATHS, cuts_of(valid_forms()))
 def test_valid_forms(path: str, case: tuple[Form, list[int]]) -> None:
     run(path, *case)
 
 
-@PROFILE
 @given(PATHS, cuts_of(over_limits()))
 def test_over_the_limits(path: str, case: tuple[Form, list[int]]) -> None:
     run(path, *case)
 
 
-@PROFILE
 @given(PATHS, cuts_of(st.one_of(mutated_forms(), random_bodies)))
 def test_mutated_and_random_bodies(path: str, case: tuple[Form, list[int]]) -> None:
     run(path, *case)

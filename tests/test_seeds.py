@@ -16,8 +16,7 @@ import h11
 import httpx
 import pytest
 import trio
-from _helpers import DEADLINE, serving
-from test_examples import EXAMPLES, free_port, load
+from _helpers import DEADLINE, EXAMPLES, free_port, load_example, serving
 
 from trioweb.testing import TestClient
 
@@ -37,7 +36,7 @@ ROUTE_IDS = [f"{method} {path}" for method, path, _ in ROUTES]
 
 
 def seeds() -> ModuleType:
-    return load("sanic_seeds")
+    return load_example("sanic_seeds")
 
 
 async def pieces() -> AsyncIterator[bytes]:

@@ -57,3 +57,23 @@ def test_no_import_cycle_among_the_modules() -> None:
     for module in graph:
         walk(module, [])
     assert "_connection" in graph and "_engine" in graph  # the walk saw the package
+
+
+def test_no_test_module_imports_another() -> None:
+    # Shared test code lives in the underscored modules (_helpers, _corpus, _nginx).
+    tests = Path(__file__).parent
+    importers = {
+        path.name
+        for path in tests.glob("test_*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom | ast.Import)
+        and any(
+            name.startswith("test_")
+            for name in (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [alias.name for alias in node.names]
+            )
+        )
+    }
+    assert importers == set()
