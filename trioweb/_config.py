@@ -31,6 +31,16 @@ class Config:
     LINGER_MAX_SIZE: int = 1 << 30
     #: "auto" (httptools when it imports, else h11), "h11" or "httptools".
     HTTP_ENGINE: str = "auto"
+    # WebSockets (docs/websockets.md; the limits are in docs/security.md).
+    WEBSOCKET_MAX_SIZE: int | None = 1 << 20
+    WEBSOCKET_QUEUE_SIZE: int = 16
+    WEBSOCKET_PING_INTERVAL: float | None = 20.0
+    WEBSOCKET_PING_TIMEOUT: float | None = 20.0
+    WEBSOCKET_HANDSHAKE_TIMEOUT: float | None = 10.0
+    WEBSOCKET_CLOSE_TIMEOUT: float = 10.0
+    WEBSOCKET_COMPRESSION: bool = True
+    #: None: any Origin (or none); else the accepted ones (str, re.Pattern, None).
+    WEBSOCKET_ORIGINS: Any = None
 
     def __init__(self, **settings: Any) -> None:
         for key, value in settings.items():

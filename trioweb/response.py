@@ -23,6 +23,7 @@ __all__ = [
     "HTTPResponse",
     "ResponseStream",
     "StreamingHTTPResponse",
+    "SwitchingProtocols",
     "empty",
     "file",
     "file_stream",
@@ -87,6 +88,35 @@ class StreamingHTTPResponse(HTTPResponse):
     ) -> None:
         super().__init__(b"", status, headers, content_type)
         self.streaming_fn = streaming_fn
+
+
+async def _no_body(response: ResponseStream) -> None:
+    raise RuntimeError("a 101 response has no body")
+
+
+class SwitchingProtocols(StreamingHTTPResponse):
+    """``101 Switching Protocols``: after its head, the connection belongs to ``run``.
+
+    Made by a protocol that takes a connection over (a WebSocket), never by handlers.
+    ``run(stream)`` gets the connection's bytes as a :class:`trio.abc.HalfCloseableStream`
+    and speaks the new protocol on it until it returns; the connection then closes.
+    ``shutdown()`` is called (a plain call) when the server begins to shut down.
+
+    A streaming response as far as the connection's first test of a handler's result
+    goes, so that plain responses pay no extra check for it.
+    """
+
+    __slots__ = ("run", "shutdown")
+
+    def __init__(
+        self,
+        headers: HeadersInit,
+        run: Callable[[trio.abc.HalfCloseableStream], Awaitable[None]],
+        shutdown: Callable[[], None],
+    ) -> None:
+        super().__init__(_no_body, 101, headers)
+        self.run = run
+        self.shutdown = shutdown
 
 
 class ResponseSink(Protocol):
