@@ -362,6 +362,40 @@ async def test_the_client_going_away_cancels_the_handler_and_its_children() -> N
     assert sorted(cancelled) == ["a", "b", "handler"]
 
 
+async def test_a_client_leaving_a_handler_with_children_logs_no_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The children see ConnectionClosed as they are cancelled: that is no failure.
+    app = App("ws")
+    running = trio.Event()
+
+    @app.websocket("/ws")
+    async def handler(request: Any, ws: WebSocket) -> None:
+        async def sender() -> None:
+            while True:
+                await ws.send("tick")
+                await trio.sleep(0.01)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sender)
+            running.set()
+            async for _ in ws:
+                pass
+
+    async with TestClient(app) as client:
+        async with client.raw() as stream:
+            raw = RawClient(stream)
+            await raw.send(request_head("GET", "/ws", HANDSHAKE))
+            await raw.read_until(b"\r\n\r\n")
+            with trio.fail_after(DEADLINE):
+                await running.wait()
+        assert client.server is not None
+        with trio.fail_after(DEADLINE):
+            while client.server._connections:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
 async def test_one_child_receives_while_others_send() -> None:
     app = App("ws")
 

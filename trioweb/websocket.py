@@ -232,14 +232,15 @@ class WebSocket:
         return ConnectionClosed(close.code, close.reason)
 
     async def _start_close(self, code: int, reason: str) -> None:
-        # No more messages for the handler; a reader waiting on the full queue goes on
-        # (dropping what comes), so that it reads the client's close frame.
-        self._incoming.close()
         async with self._send_lock:
             if self._protocol.state is OPEN:
                 self._protocol.send_close(code, reason)
                 with contextlib.suppress(ConnectionClosed):  # lost: nothing to close
                     await self._flush()
+        # Then no more messages for the handler (its recv raises, which may cancel this
+        # task: the close frame is out already); a reader waiting on the full queue goes
+        # on, dropping what comes, so that it reads the client's close frame.
+        self._incoming.close()
 
     def _going_away(self) -> None:
         """The server is shutting down: close with 1001 (``SwitchingProtocols.shutdown``)."""
@@ -401,29 +402,35 @@ class WebSocket:
         The handler returning closes with 1000, an exception with 1011 (logged once).
         """
         self._stream = stream
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self._read_loop)
-            nursery.start_soon(self._keepalive)
-            code = 1000
-            try:
-                await handler(request, self, **params)
-            except Exception as exc:
-                if not _only_closed(exc):
-                    log.error("%s: the WebSocket handler failed", request, exc_info=exc)
-                    code = 1011
-            finally:
-                # From here on the nursery may close: a shutdown or a lost connection
-                # has nothing left to do (the close below is under way).
-                self._nursery = None
-            # Close (unless it is already), and wait for the client's close frame and
-            # the end of the stream, for WEBSOCKET_CLOSE_TIMEOUT at most.
-            with trio.move_on_after(self._close_timeout) as waited:
-                await self._start_close(code, "")
-                await self._reader_done.wait()
-            if waited.cancelled_caught:
-                log.debug("WebSocket from %s:%s: no close frame in time", *self._client)
-            nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._read_loop)
+                nursery.start_soon(self._keepalive)
+                code = 1000
+                try:
+                    await handler(request, self, **params)
+                except Exception as exc:
+                    if not _only_closed(exc):
+                        log.error("%s: the WebSocket handler failed", request, exc_info=exc)
+                        code = 1011
+                finally:
+                    # From here on the nursery may close: a shutdown or a lost connection
+                    # has nothing left to do (the close below is under way).
+                    self._nursery = None
+                # Close (unless it is already), and wait for the client's close frame and
+                # the end of the stream, for WEBSOCKET_CLOSE_TIMEOUT at most.
+                with trio.move_on_after(self._close_timeout) as waited:
+                    await self._start_close(code, "")
+                    await self._reader_done.wait()
+                if waited.cancelled_caught:
+                    log.debug("WebSocket from %s:%s: no close frame in time", *self._client)
+                nursery.cancel_scope.cancel()
+        except Exception as exc:
+            # The connection was lost, and the handler's tasks were told so as they
+            # were cancelled: nothing to report.
+            if not _only_closed(exc):
+                raise
 
 
 class MessageAssembler:
