@@ -1120,7 +1120,8 @@ class _SwitchedStream(trio.abc.HalfCloseableStream):
         connection = self._connection
         stopped = connection._reader_stopped
         assert stopped is not None
-        await stopped.wait()
+        if not stopped.is_set():
+            await stopped.wait()
         first = connection._engine.take_buffered()
         if first:
             return first

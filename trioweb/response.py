@@ -16,6 +16,7 @@ import trio
 
 from ._files import content_disposition, etag, inside, is_regular, last_modified, select
 from ._headers import Headers, HeadersInit
+from ._turns import Turns
 from .errors import HTTPError, NotFound, RangeNotSatisfiable
 
 __all__ = [
@@ -155,27 +156,12 @@ class ResponseStream(trio.abc.SendStream):
         self.headers = headers
         self._sink = sink
         # Sends are serialised in FIFO order (tasks of one nursery may share a stream).
-        # A flag plus a parking lot rather than a trio.Lock: taking the lock would cost
-        # a trip through the scheduler on every send, even when nobody else is sending.
-        self._busy = False
-        self._waiting = trio.lowlevel.ParkingLot()
+        self._turns = Turns()
         # A send_all or wait_send_all_might_not_block is under way: Trio's rule allows
         # one at a time (a second raises BusyResourceError); send() just queues.
         self._trio_sending = False
         self.head_sent = False
         self.ended = False
-
-    async def _take_turn(self) -> None:
-        if self._busy:
-            await self._waiting.park()  # the sender before us hands its turn over
-        else:
-            self._busy = True
-
-    def _end_turn(self) -> None:
-        if self._waiting:
-            self._waiting.unpark()
-        else:
-            self._busy = False
 
     async def send(self, data: bytes | str) -> None:
         """Send a piece of the body (the headers first, if not sent yet).
@@ -192,7 +178,7 @@ class ResponseStream(trio.abc.SendStream):
         await self._send_piece(data)
 
     async def _send_piece(self, data: bytes) -> None:
-        await self._take_turn()
+        await self._turns.take()
         try:
             if self.ended:
                 raise trio.ClosedResourceError("the response has already ended")
@@ -202,7 +188,7 @@ class ResponseStream(trio.abc.SendStream):
             if data:
                 await self._sink.send_data(self, data)
         finally:
-            self._end_turn()
+            self._turns.end()
 
     async def write(self, data: object) -> None:
         """Sanic's callback-style :meth:`send`: also takes other objects, as ``str(data)``.
@@ -215,7 +201,7 @@ class ResponseStream(trio.abc.SendStream):
 
     async def eof(self) -> None:
         """End the response. Calling it again does nothing."""
-        await self._take_turn()
+        await self._turns.take()
         try:
             if self.ended:
                 return
@@ -225,7 +211,7 @@ class ResponseStream(trio.abc.SendStream):
             self.ended = True
             await self._sink.send_end(self)
         finally:
-            self._end_turn()
+            self._turns.end()
 
     @contextlib.contextmanager
     def _trio_send(self) -> Iterator[None]:
@@ -281,13 +267,13 @@ class ResponseStream(trio.abc.SendStream):
         """
         with self._trio_send():
             await trio.lowlevel.checkpoint()
-            await self._take_turn()
+            await self._turns.take()
             try:
                 if self.ended:
                     raise trio.ClosedResourceError("the response has already ended")
                 await self._sink.wait_writable(self)
             finally:
-                self._end_turn()
+                self._turns.end()
 
     async def aclose(self) -> None:
         """End the response, as :meth:`eof` does; Trio's :meth:`~trio.abc.AsyncResource.aclose`.

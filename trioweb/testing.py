@@ -523,7 +523,8 @@ class TestClient(httpx.AsyncClient):
                     )
                 )
             ws = WebSocketTestSession(protocol, stream)
-            ws._take(frames)
+            ws._take(frames)  # frames that came with the 101 (a ping to answer, say)
+            await ws._write()
             yield ws
             await ws.close()
         finally:

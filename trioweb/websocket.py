@@ -17,8 +17,8 @@ close handshake's rules). This module is the thin Trio loop around it, as
 * the **handler** runs inline, in the connection's task, inside a nursery that also
   holds the reader and the keepalive task; a connection lost without a closing
   handshake cancels that nursery, handler and children included.
-* **sends** take a lock, so that whole messages never interleave; every task holding it
-  writes whatever the protocol has queued (pongs, the close echo) before letting go.
+* **sends** take turns, so that whole messages never interleave; every task whose turn
+  it is writes whatever the protocol has queued (pongs, the close echo) before it ends.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import functools
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -43,6 +43,7 @@ from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
 from ._routing import require_async
+from ._turns import Turns
 from .errors import BadRequest, HTTPError
 from .response import HTTPResponse, SwitchingProtocols
 
@@ -122,7 +123,11 @@ class WebSocket:
         self._incoming_send, self._incoming = trio.open_memory_channel[Message](
             config.WEBSOCKET_QUEUE_SIZE
         )
-        self._send_lock = trio.StrictFIFOLock()
+        # Sends take turns, whole messages in the order asked (the compression
+        # context's order is the wire's too).
+        self._turns = Turns()
+        # Bytes the protocol queued while the reader fed it, for the next writer.
+        self._pending: list[bytes] = []
         # Pings waiting for their pong, oldest first, by payload.
         self._pings: dict[bytes, trio.Event] = {}
         self._reader_done = trio.Event()
@@ -176,7 +181,9 @@ class WebSocket:
             data, text = bytes(message), False
         else:
             raise TypeError(f"a WebSocket message is str or bytes, not {type(message).__name__}")
-        async with self._send_lock:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        await self._turns.take()
+        try:
             protocol = self._protocol
             if protocol.state is not OPEN:
                 raise self._closed()
@@ -185,6 +192,8 @@ class WebSocket:
             else:
                 protocol.send_binary(data)
             await self._flush()
+        finally:
+            self._turns.end()
 
     async def ping(self, data: bytes | None = None) -> None:
         """Send a ping and wait for its pong (``data``: 4 random bytes if not given).
@@ -194,7 +203,7 @@ class WebSocket:
         """
         payload = os.urandom(4) if data is None else bytes(data)
         pong = trio.Event()
-        async with self._send_lock:
+        async with self._turn():
             if self._protocol.state is not OPEN:
                 raise self._closed()
             if payload in self._pings:
@@ -232,7 +241,7 @@ class WebSocket:
         return ConnectionClosed(close.code, close.reason)
 
     async def _start_close(self, code: int, reason: str) -> None:
-        async with self._send_lock:
+        async with self._turn():
             if self._protocol.state is OPEN:
                 self._protocol.send_close(code, reason)
                 with contextlib.suppress(ConnectionClosed):  # lost: nothing to close
@@ -254,11 +263,26 @@ class WebSocket:
 
     # -- writing --------------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        await self._turns.take()
+        try:
+            yield
+        finally:
+            self._turns.end()
+
+    def _queued(self) -> list[bytes]:
+        chunks = self._protocol.data_to_send()
+        if self._pending:
+            chunks, self._pending = self._pending + chunks, []
+        return chunks
+
     async def _flush(self) -> None:
-        """Write what the protocol has queued (with the send lock held)."""
+        """Write what the protocol has queued (during a turn)."""
         stream = self._stream
         assert stream is not None
-        while chunks := self._protocol.data_to_send():
+        while chunks := self._queued():
             # SEND_EOF (b"") comes last, after a close: the server half-closes first.
             data = b"".join(chunks)
             try:
@@ -271,10 +295,12 @@ class WebSocket:
                 raise self._closed() from None
 
     async def _flush_from_reader(self) -> None:
-        if not self._send_lock.locked():
-            async with self._send_lock:
+        """Write what feeding the protocol queued (pongs, the close echo), if anything."""
+        self._pending += self._protocol.data_to_send()
+        if self._pending and not self._turns.busy:
+            async with self._turn():
                 await self._flush()
-        # else the task holding the lock writes these bytes too before it lets go.
+        # When busy, the task whose turn it is writes these bytes too before it ends.
 
     # -- the reader task --------------------------------------------------------------
 
@@ -381,9 +407,9 @@ class WebSocket:
                 )
                 if self._protocol.state is OPEN:
                     self._protocol.fail(1011, "keepalive ping timeout")
-                if not self._send_lock.locked():
+                if not self._turns.busy:
                     with trio.move_on_after(self._close_timeout):
-                        async with self._send_lock:
+                        async with self._turn():
                             await self._flush()
                 self._lost()
                 return
