@@ -609,3 +609,57 @@ async def test_nothing_leaks_after_many_connections() -> None:
         with trio.fail_after(DEADLINE):
             while client.server._connections:  # noqa: ASYNC110
                 await trio.sleep(0.01)
+
+
+async def test_a_ping_flood_while_the_client_does_not_read_is_held_back() -> None:
+    # The server is stuck writing to a client that does not read; the client sends
+    # pings. Their pongs cannot be written, so the server must stop reading, not queue
+    # pongs without end: the client's own sends soon block.
+    app = App("ws", config=Config(WEBSOCKET_PING_INTERVAL=None, WRITE_TIMEOUT=None))
+
+    @app.websocket("/ws")
+    async def flood(request: Any, ws: WebSocket) -> None:
+        while True:
+            await ws.send(b"x" * 65536)
+
+    sent = 0
+    async with TestClient(app, buffer_size=16384) as client, client.raw() as stream:
+        raw = RawClient(stream)
+        await raw.send(request_head("GET", "/ws", HANDSHAKE))
+        await raw.read_until(b"\r\n\r\n")
+        ping = frame(0x9, b"p" * 125)
+
+        async def pinger() -> None:
+            nonlocal sent
+            while sent < 20 << 20:
+                await stream.send_all(ping)
+                sent += len(ping)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pinger)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+    assert sent < 1 << 20  # held back within a few buffers, not 20 MiB of pongs queued
+
+
+async def test_a_message_in_many_tiny_fragments_is_assembled() -> None:
+    app = echo_app()
+    pieces = [bytes([n % 256, (n * 7) % 256]) for n in range(5000)]
+    text = "é€" * 3000  # multi-byte characters, split anywhere
+    data = text.encode()
+    async with TestClient(app) as client, client.raw() as stream:
+        raw = RawClient(stream)
+        await raw.send(request_head("GET", "/echo", HANDSHAKE))
+        await raw.read_until(b"\r\n\r\n")
+        fragments = b"".join(
+            frame(0x2 if n == 0 else 0x0, piece, fin=n == len(pieces) - 1)
+            for n, piece in enumerate(pieces)
+        )
+        await raw.send(fragments)
+        assert await read_frame(raw) == (0x2, b"".join(pieces))
+        fragments = b"".join(
+            frame(0x1 if n == 0 else 0x0, data[n : n + 3], fin=n + 3 >= len(data))
+            for n in range(0, len(data), 3)
+        )
+        await raw.send(fragments)
+        assert await read_frame(raw) == (0x1, data)

@@ -296,11 +296,16 @@ class WebSocket:
 
     async def _flush_from_reader(self) -> None:
         """Write what feeding the protocol queued (pongs, the close echo), if anything."""
-        self._pending += self._protocol.data_to_send()
-        if self._pending and not self._turns.busy:
-            async with self._turn():
-                await self._flush()
-        # When busy, the task whose turn it is writes these bytes too before it ends.
+        pending = self._pending
+        pending += self._protocol.data_to_send()
+        if not pending:
+            return
+        if self._turns.busy and sum(map(len, pending)) <= self._buffer_size:
+            return  # the task whose turn it is writes these bytes too before it ends
+        # Free, or too much waiting (pings flooding in while a send is stuck on a client
+        # that does not read): wait for the turn, and read nothing meanwhile.
+        async with self._turn():
+            await self._flush()
 
     # -- the reader task --------------------------------------------------------------
 
@@ -468,8 +473,10 @@ class MessageAssembler:
     """
 
     def __init__(self) -> None:
+        # The fragments so far, in one buffer (a list of many tiny pieces would cost
+        # far more than their bytes); text is also checked as it comes.
+        self._buffer = bytearray()
         self._text: codecs.IncrementalDecoder | None = None
-        self._parts: list[Any] = []
 
     def feed(self, frame: Frame) -> Message | None:
         """The message ``frame`` completes, or ``None`` (a fragment, a control frame).
@@ -481,21 +488,21 @@ class MessageAssembler:
             if frame.fin:  # the usual case: one frame, one message
                 return bytes(frame.data).decode()
             self._text = codecs.getincrementaldecoder("utf-8")()
-            self._parts = [self._text.decode(frame.data)]
         elif opcode is Opcode.BINARY:
             if frame.fin:
                 return bytes(frame.data)
             self._text = None
-            self._parts = [bytes(frame.data)]
-        elif opcode is Opcode.CONT:
-            text = self._text
-            self._parts.append(
-                bytes(frame.data) if text is None else text.decode(frame.data, frame.fin)
-            )
-            if frame.fin:
-                parts, self._parts = self._parts, []
-                return ("" if text is not None else b"").join(parts)
-        return None
+        elif opcode is not Opcode.CONT:
+            return None
+        text = self._text
+        if text is not None:
+            text.decode(frame.data, frame.fin)  # raises at the first invalid byte
+        self._buffer += frame.data
+        if not frame.fin:
+            return None
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        return data.decode() if text is not None else data
 
 
 class WebSocketEndpoint:
