@@ -127,3 +127,26 @@ async def test_through_nginx(tmp_path: Path) -> None:
         assert r.headers["upgrade"] == "websocket"
         lines = await proxy.access_log(2)
         assert lines[0].startswith("101 [101]")
+
+
+async def test_over_tls_with_the_websockets_client() -> None:
+    import ssl
+    from functools import partial
+
+    import trustme
+
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(partial(make_app().serve, "127.0.0.1", 0, ssl=server_context))
+        with trio.fail_after(DEADLINE):
+            url = f"wss://127.0.0.1:{server.port}/echo/a"
+            async with connect(url, subprotocols=["chat"], ssl=client_context) as ws:
+                for message in ["over TLS", b"\x02" * 200_000]:
+                    await ws.send(message)
+                    assert await ws.recv() == message
+            assert ws.close_code == 1000
+        server.shutdown()

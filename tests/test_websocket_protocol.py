@@ -14,6 +14,7 @@ against the ``websockets`` client in ``test_websocket_interop.py``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from functools import partial
 from typing import Any
@@ -93,10 +94,14 @@ async def exchange(
             raw = RawClient(stream)
             await open_raw(raw, "/echo")
             for piece in chops(data) if chop else [data]:
-                await raw.send(piece)
+                try:
+                    await raw.send(piece)
+                except trio.BrokenResourceError:
+                    break  # the server closed the connection: what follows is not read
                 await trio.testing.wait_all_tasks_blocked()
             if eof:
-                await stream.send_eof()  # type: ignore[attr-defined]
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await stream.send_eof()  # type: ignore[attr-defined]
             frames = await read_all_frames(raw)
         assert client.server is not None
         with trio.fail_after(DEADLINE):

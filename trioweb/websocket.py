@@ -38,7 +38,7 @@ from websockets.exceptions import InvalidHeader, InvalidOrigin, NegotiationError
 from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
 from websockets.frames import Close, Frame, Opcode
 from websockets.http11 import Request as _WireRequest
-from websockets.protocol import CLOSED, OPEN
+from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
@@ -76,7 +76,7 @@ class ConnectionClosed(Exception):
     ``code`` is the close code the client sent (or, when the server closed first and
     got no answer, the one the server sent): 1000 normal, 1001 going away (a browser
     leaving the page, the server shutting down), 1005 a close frame without a code,
-    1006 the connection was lost without a closing handshake, 1002 a protocol error,
+    1006 the connection was lost without a close frame, 1002 a protocol error,
     1007 invalid UTF-8, 1009 a message over ``WEBSOCKET_MAX_SIZE``, 1011 a server error.
     """
 
@@ -257,7 +257,7 @@ class WebSocket:
             self._nursery.start_soon(self._start_close, 1001, "the server is shutting down")
 
     def _lost(self) -> None:
-        """The connection is gone without a closing handshake: cancel the handler."""
+        """The connection is gone without a close frame: cancel the handler."""
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
 
@@ -314,7 +314,7 @@ class WebSocket:
         stream = self._stream
         assert stream is not None
         try:
-            while protocol.state is not CLOSED:
+            while True:
                 data = await stream.receive_some(self._buffer_size)
                 if data:
                     protocol.receive_data(data)
@@ -327,19 +327,19 @@ class WebSocket:
                 await self._flush_from_reader()
                 for message in messages:
                     await self._deliver(message)
-                if protocol.eof_sent:
-                    # A close frame came (and was answered), or the server failed the
-                    # connection: no more messages. The reader still reads to the end.
-                    self._incoming_send.close()
-                if not data:
+                if not data or protocol.eof_sent:
+                    # The end of the stream; or both close frames went by, or the server
+                    # failed the connection: RFC 6455 7.1.1, the server closes the TCP
+                    # connection now, without waiting for the client's end (which a TLS
+                    # stream, unable to half-close, would never see first).
                     break
         finally:
             self._reader_done.set()
             self._incoming_send.close()  # recv raises ConnectionClosed after the queue
             for pong in self._pings.values():
                 pong.set()  # ping() sees no answer, and raises
-        if protocol.close_rcvd is None or protocol.close_sent is None:
-            log.debug("WebSocket from %s:%s lost without a closing handshake", *self._client)
+        if protocol.close_rcvd is None and protocol.close_sent is None:
+            log.debug("WebSocket from %s:%s lost without a close frame", *self._client)
             self._lost()
 
     def _messages(self, frames: Sequence[Any]) -> list[Message]:
@@ -449,8 +449,8 @@ class WebSocket:
                     # From here on the nursery may close: a shutdown or a lost connection
                     # has nothing left to do (the close below is under way).
                     self._nursery = None
-                # Close (unless it is already), and wait for the client's close frame and
-                # the end of the stream, for WEBSOCKET_CLOSE_TIMEOUT at most.
+                # Close (unless it is already), and wait for the client's close frame,
+                # for WEBSOCKET_CLOSE_TIMEOUT at most.
                 with trio.move_on_after(self._close_timeout) as waited:
                     await self._start_close(code, "")
                     await self._reader_done.wait()
