@@ -543,6 +543,9 @@ class WebSocketEndpoint:
         versions = headers.getall("sec-websocket-version")
         if versions != ["13"]:
             # RFC 6455 4.4: a version the server does not speak gets a 426 naming its own.
+            log.info(
+                "WebSocket handshake from %s:%s refused: %s", *request.client, "not version 13"
+            )
             raise HTTPError(
                 "only WebSocket version 13 is supported",
                 status_code=426 if versions else 400,
