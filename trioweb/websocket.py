@@ -181,6 +181,7 @@ class WebSocket:
             data, text = bytes(message), False
         else:
             raise TypeError(f"a WebSocket message is str or bytes, not {type(message).__name__}")
+        # self._turn(), written out: this is the path every message takes.
         await trio.lowlevel.checkpoint_if_cancelled()
         await self._turns.take()
         try:
