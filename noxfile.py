@@ -83,6 +83,18 @@ def bench_upload(session: nox.Session) -> None:
     session.run("python", "bench/upload.py", *session.posargs)
 
 
+#: Peers for ``bench_ws``, installed into that session only: never dependencies.
+WS_PEERS = ["sanic", "starlette", "uvicorn[standard]", "hypercorn[trio]"]
+
+
+@nox.session
+def bench_ws(session: nox.Session) -> None:
+    """WebSockets: trioweb against Sanic, Starlette on uvicorn and on Hypercorn's trio
+    worker (echo, a 1 GiB stream, idle connections, a stalled client; bench/README.md)."""
+    session.install(".", *WS_PEERS)
+    session.run("python", "bench/ws.py", *session.posargs)
+
+
 @nox.session
 def bench_slow(session: nox.Session) -> None:
     """wrk's p99 latency alone and under slowhttptest's slow-client attacks (bench/README.md)."""

@@ -60,6 +60,8 @@ _PER_ENGINE = {
     "test_testing",
     "test_timeouts",
     "test_tls",
+    "test_websocket",
+    "test_websocket_protocol",
 }
 
 

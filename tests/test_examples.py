@@ -315,3 +315,50 @@ async def test_upload_comment_is_a_buffered_form() -> None:
     async with TestClient(load_example("upload").app) as client:
         r = await client.post("/comment", data={"name": "Ada", "comment": "<hi>"})
     assert r.text.startswith("<p>Ada says: &lt;hi&gt;</p>")
+
+
+# -- chat.py ------------------------------------------------------------------------
+
+
+async def test_chat_page_and_a_room_of_two() -> None:
+    chat = load_example("chat")
+    async with TestClient(chat.app) as client:
+        page = await client.get("/")
+        assert page.status_code == 200
+        assert "new WebSocket(" in page.text
+        with trio.fail_after(5):
+            async with client.websocket_connect("/chat/lobby?name=ann") as ann:
+                assert await ann.recv() == "ann joined"
+                async with client.websocket_connect("/chat/lobby?name=bob") as bob:
+                    assert await bob.recv() == "bob joined"
+                    assert await ann.recv() == "bob joined"
+                    await bob.send("hi ann")
+                    assert await ann.recv() == "bob: hi ann"
+                    assert await bob.recv() == "bob: hi ann"
+                assert await ann.recv() == "bob left"
+            async with client.websocket_connect("/chat/other") as guest:
+                assert (await guest.recv()).endswith(" joined")  # another room, a guest
+        assert chat.rooms["lobby"].members == {}
+
+
+async def test_chat_drops_a_member_that_does_not_read() -> None:
+    from trioweb.websocket import ConnectionClosed
+
+    chat = load_example("chat")
+    async with (
+        TestClient(chat.app, buffer_size=1024) as client,
+        client.websocket_connect("/chat/r?name=slow") as slow,
+        client.websocket_connect("/chat/r?name=talker") as talker,
+    ):
+        with trio.fail_after(5):
+            assert await talker.recv() == "talker joined"
+            # slow reads nothing: its pipe fills, then its channel, and it is dropped.
+            for n in range(chat.BACKLOG * 4):
+                await talker.send(f"{n} " + "x" * 100)
+                assert await talker.recv() == f"talker: {n} " + "x" * 100
+            assert set(chat.rooms["r"].members) == {"talker"}
+            # It gets the backlog it had, then the close.
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await slow.recv()
+    assert (closed.value.code, closed.value.reason) == (1008, "too far behind")

@@ -38,6 +38,16 @@ class Config:
     FORM_MAX_PART_HEADER_SIZE: int = 8 * 1024
     FORM_MAX_FIELD_SIZE: int | None = 1 << 20
     FORM_MAX_FILE_SIZE: int | None = None
+    # WebSockets (docs/websockets.md; the limits are in docs/security.md).
+    WEBSOCKET_MAX_SIZE: int | None = 1 << 20
+    WEBSOCKET_QUEUE_SIZE: int = 16
+    WEBSOCKET_PING_INTERVAL: float | None = 20.0
+    WEBSOCKET_PING_TIMEOUT: float | None = 20.0
+    WEBSOCKET_HANDSHAKE_TIMEOUT: float | None = 10.0
+    WEBSOCKET_CLOSE_TIMEOUT: float = 10.0
+    WEBSOCKET_COMPRESSION: bool = True
+    #: None: any Origin (or none); else the accepted ones (str, re.Pattern, None).
+    WEBSOCKET_ORIGINS: Any = None
 
     def __init__(self, **settings: Any) -> None:
         for key, value in settings.items():

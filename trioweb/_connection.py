@@ -38,14 +38,29 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 import trio
 
 from ._engine import Engine
-from ._events import END_OF_BODY, NEED_DATA, PAUSED, Data, Framing, ProtocolError, RequestHead
+from ._events import (
+    END_OF_BODY,
+    NEED_DATA,
+    PAUSED,
+    SWITCHED,
+    Data,
+    Framing,
+    ProtocolError,
+    RequestHead,
+)
 from ._files import FileReader
 from ._headers import date_now
-from ._routing import DEFAULT, Limit, Route, normalize_path
+from ._routing import DEFAULT, HANDSHAKE, Limit, Route, normalize_path
 from ._transport import Transport, TransportLost, linger
 from .errors import HTTPError, NotFound, PayloadTooLarge, RequestTimeout, ServiceUnavailable
 from .request import Request, RequestStream
-from .response import FileResponse, HTTPResponse, ResponseStream, StreamingHTTPResponse
+from .response import (
+    FileResponse,
+    HTTPResponse,
+    ResponseStream,
+    StreamingHTTPResponse,
+    SwitchingProtocols,
+)
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -76,7 +91,9 @@ def _open_file(path: str) -> int:
 
 
 def _limit(route_value: Limit, config_value: float) -> float | None:
-    return config_value if route_value is DEFAULT else route_value
+    if route_value is DEFAULT or route_value is HANDSHAKE:  # (HANDSHAKE: see _run_handler)
+        return config_value
+    return route_value
 
 
 def _deadline(timeout: float | None) -> float:
@@ -194,6 +211,10 @@ class Connection:
         self._body_sent = 0
         self._file_least = 0
         self._unyielded = 0
+        # After a 101: the protocol that took the connection over, and set once the
+        # reader has stopped reading HTTP.
+        self._switched_to: SwitchingProtocols | None = None
+        self._reader_stopped: trio.Event | None = None
 
     # -- the connection task --------------------------------------------------------
 
@@ -248,6 +269,9 @@ class Connection:
     def close_if_idle(self) -> None:
         """Close now if no request is in progress; otherwise after the current one."""
         self._end(Ending.CLOSE)
+        if self._switched_to is not None:
+            self._switched_to.shutdown()  # the new protocol closes in its own way
+            return
         # IDLE with no head handed over: a head the reader has just passed on (still
         # IDLE until the connection task runs) is served, with Connection: close.
         if self.phase is Phase.IDLE and self._reading_head:
@@ -377,6 +401,8 @@ class Connection:
         """Send a response whose body is not in memory: a file, or a streaming_fn's."""
         if isinstance(response, FileResponse):
             await self._send_file(request, response)
+        elif isinstance(response, SwitchingProtocols):
+            await self._switch(request, response)
         else:
             stream = request.respond(response.status, response.headers)
             await response.streaming_fn(stream)
@@ -407,7 +433,10 @@ class Connection:
         # The HANDLER deadline, set from the config when the head came in, starts over
         # after a buffered body, and follows the route's own response_timeout.
         if read_body or route.response_timeout is not DEFAULT:
-            timeout = _limit(route.response_timeout, config.RESPONSE_TIMEOUT)
+            if route.response_timeout is HANDSHAKE:  # a WebSocket route, up to its 101
+                timeout = config.WEBSOCKET_HANDSHAKE_TIMEOUT
+            else:
+                timeout = _limit(route.response_timeout, config.RESPONSE_TIMEOUT)
             self._scope.deadline = _deadline(timeout)
         response = await self._app.dispatch(request, route, params)
         if request.response is not None:
@@ -624,6 +653,27 @@ class Connection:
             return
         log.info("%s: its response was closed before its end; aborting", request)
         self._abort_quietly()
+
+    # -- switching protocols (WebSocket) -----------------------------------------------
+
+    async def _switch(self, request: Request, response: SwitchingProtocols) -> None:
+        """Answer ``101 Switching Protocols`` and hand the connection's bytes to ``response.run``.
+
+        No HTTP request follows on this connection. The reader stops reading HTTP at its
+        next read (it may be waiting for the client's first bytes): what it read after
+        the head is the new protocol's, and :class:`_SwitchedStream` hands it on first.
+        """
+        self._end(Ending.CLOSE)
+        headers = _encode_headers(response)
+        headers.append((b"date", date_now()))
+        data = self._engine.switching_protocols(headers)
+        self._head_sent = True
+        self._switched_to = response
+        self._reader_stopped = trio.Event()
+        self._cycle_started.set()  # a reader holding bytes after the head stops now
+        await self._send(data)  # then STREAMING: no deadline but WRITE_TIMEOUT per write
+        await response.run(_SwitchedStream(self))
+        self._response_done = True
 
     # -- files ------------------------------------------------------------------------
 
@@ -900,8 +950,12 @@ class Connection:
                     # A pipelined request waits: read no more until its turn.
                     await self._cycle_started.wait()
                     self._cycle_started = trio.Event()
-                else:  # PEER_CLOSED
-                    self._client_gone()
+                else:  # PEER_CLOSED, or SWITCHED: the bytes are another protocol's now
+                    if event is SWITCHED:
+                        assert self._reader_stopped is not None
+                        self._reader_stopped.set()
+                    else:
+                        self._client_gone()
                     return
         finally:
             self._heads_send.close()
@@ -1058,3 +1112,50 @@ class Connection:
     def _client_gone(self) -> None:
         self._end(Ending.GONE)
         self._scope.cancel()
+
+
+class _SwitchedStream(trio.abc.HalfCloseableStream):
+    """The connection's bytes after a 101, for the protocol that took it over.
+
+    Writes go through the connection (:meth:`Connection._send`): each waits at most
+    WRITE_TIMEOUT for the client, a client gone cancels the connection, and a write cut
+    short by a cancellation resets it. Reads start with what the HTTP reader had
+    already read past the head; the connection closes the stream itself once
+    ``run`` returns, so :meth:`aclose` leaves it open.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._size = connection._config.REQUEST_BUFFER_SIZE
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        connection = self._connection
+        stopped = connection._reader_stopped
+        assert stopped is not None
+        if not stopped.is_set():
+            await stopped.wait()
+        first = connection._engine.take_buffered()
+        if first:
+            return first
+        size = self._size if max_bytes is None else max_bytes
+        data = connection._transport.read_nowait(size)
+        if data is None:
+            return await connection._transport.receive(size)
+        await trio.lowlevel.checkpoint()
+        return data
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        connection = self._connection
+        if connection.ending is Ending.ABORT:
+            await trio.lowlevel.checkpoint()
+            raise trio.BrokenResourceError("a write was cut short; the connection is reset")
+        await connection._send(data, body=True)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._connection._transport.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self._connection._transport.send_eof()
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()

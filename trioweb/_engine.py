@@ -30,6 +30,7 @@ from ._events import (
     NEED_DATA,
     PAUSED,
     PEER_CLOSED,
+    SWITCHED,
     Data,
     Event,
     Framing,
@@ -42,8 +43,8 @@ from ._strict import asks_to_close, check_head, origin_form, request_start
 __all__ = ["Engine"]
 
 
-# Receiving states.
-_HEAD, _BODY, _DONE, _CLOSED = range(4)
+# Receiving states. _SWITCHED: after a 101, the bytes are another protocol's.
+_HEAD, _BODY, _DONE, _CLOSED, _SWITCHED = range(5)
 
 # The end of a head: an empty line (a bare LF is accepted as a line end, RFC 9112 2.2).
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
@@ -209,7 +210,7 @@ class Engine:
             if self._pos < len(self._buffer):
                 return PAUSED
             return PEER_CLOSED if self._eof else NEED_DATA
-        return PEER_CLOSED
+        return SWITCHED if state == _SWITCHED else PEER_CLOSED
 
     def _next_head(self) -> Event:
         buffer, pos = self._buffer, self._pos
@@ -390,6 +391,33 @@ class Engine:
         self.framing = framing
         self._responded = True
         return b"".join(parts)
+
+    def switching_protocols(self, headers: list[tuple[bytes, bytes]]) -> bytes:
+        """The bytes of a ``101 Switching Protocols`` head, after which HTTP ends here.
+
+        ``headers`` are checked as in :meth:`response_head` (names lowercase). From now
+        on :meth:`next_event` returns :data:`SWITCHED`, and the bytes already received
+        after the request head belong to the new protocol: :meth:`take_buffered`.
+        Call it only for a request whose body has been read (a handshake has none).
+        """
+        parts = [_status_line(101)]
+        for name, value in headers:
+            if _FIELD_NAME.fullmatch(name) is None:
+                raise ValueError(f"invalid header name {name!r}")
+            if _FIELD_VALUE.fullmatch(value) is None:
+                raise ValueError(f"invalid value for header {name.decode('latin-1')!r}")
+            parts += (name, b": ", value, b"\r\n")
+        parts.append(b"\r\n")
+        self._state = _SWITCHED
+        self._closing = self._responded = True
+        self.framing = Framing.NONE
+        return b"".join(parts)
+
+    def take_buffered(self) -> bytes:
+        """The bytes received but not consumed (after a 101: the new protocol's first)."""
+        data = self._buffer[self._pos :]
+        self._buffer, self._pos = b"", 0
+        return data
 
     @staticmethod
     def chunk(data: bytes) -> bytes:

@@ -14,6 +14,7 @@ __all__ = [
     "NEED_DATA",
     "PAUSED",
     "PEER_CLOSED",
+    "SWITCHED",
     "Data",
     "Event",
     "Framing",
@@ -102,12 +103,16 @@ class Signal(enum.Enum):
     END_OF_BODY = "end of body"
     #: The client closed its side between requests.
     PEER_CLOSED = "peer closed"
+    #: A ``101 Switching Protocols`` went out: the bytes that follow are another
+    #: protocol's (:meth:`Engine.take_buffered` has those already read).
+    SWITCHED = "switched protocols"
 
 
 NEED_DATA: Final = Signal.NEED_DATA
 PAUSED: Final = Signal.PAUSED
 END_OF_BODY: Final = Signal.END_OF_BODY
 PEER_CLOSED: Final = Signal.PEER_CLOSED
+SWITCHED: Final = Signal.SWITCHED
 
 Event = RequestHead | Data | Signal
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from ._routing import DEFAULT, Handler, Limit, Route, require_async
+from ._routing import DEFAULT, HANDSHAKE, Handler, Limit, Route, require_async
 from ._static import TAIL, StaticFiles
 from ._views import view_methods
+from .websocket import WebSocketEndpoint
 
 __all__ = ["RouteRegistrar"]
 
@@ -82,6 +83,48 @@ class RouteRegistrar:
                 response_timeout=response_timeout,
                 name=name,
             )
+            return handler
+
+        return decorator
+
+    def add_websocket_route(
+        self,
+        handler: Any,
+        uri: str,
+        subprotocols: Sequence[str] | None = None,
+        *,
+        name: str | None = None,
+    ) -> None:
+        """Serve WebSockets at ``uri`` with ``async def handler(request, ws, **params)``.
+
+        ``subprotocols``: the ones this endpoint speaks, in order of preference; a
+        client must offer one of them. A GET without ``Upgrade: websocket`` gets a 426.
+        The time from the request head to the 101, request middleware included, is
+        bounded by ``WEBSOCKET_HANDSHAKE_TIMEOUT``.
+        """
+        endpoint = WebSocketEndpoint(handler, subprotocols)
+        self._add(
+            Route(
+                uri=uri,
+                method="GET",
+                handler=endpoint,
+                response_timeout=HANDSHAKE,
+                name=name or getattr(handler, "__name__", type(handler).__name__),
+            )
+        )
+
+    def websocket(
+        self,
+        uri: str,
+        subprotocols: Sequence[str] | None = None,
+        *,
+        name: str | None = None,
+    ) -> Callable[[_H], _H]:
+        """Decorator: serve WebSockets at ``uri`` with the decorated handler
+        (see :meth:`add_websocket_route`)."""
+
+        def decorator(handler: _H) -> _H:
+            self.add_websocket_route(handler, uri, subprotocols, name=name)
             return handler
 
         return decorator

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT",
+    "HANDSHAKE",
     "Handler",
     "Route",
     "Router",
@@ -58,13 +59,17 @@ def require_async(func: Callable[..., Any], what: str) -> None:
 
 class _Default(enum.Enum):
     token = "DEFAULT"
+    handshake = "HANDSHAKE"
 
     def __repr__(self) -> str:
-        return "DEFAULT"
+        return self.value
 
 
 #: Left out, a per-route limit takes the config value; ``None`` means no limit.
 DEFAULT: Final = _Default.token
+#: The ``response_timeout`` of a WebSocket route: WEBSOCKET_HANDSHAKE_TIMEOUT bounds
+#: the time from its request head to the 101 (request middleware included).
+HANDSHAKE: Final = _Default.handshake
 Limit = float | None | _Default
 
 

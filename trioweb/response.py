@@ -17,6 +17,7 @@ import trio
 from ._cookies import CookieSetter
 from ._files import content_disposition, etag, inside, is_regular, last_modified, select
 from ._headers import Headers, HeadersInit
+from ._turns import Turns
 from .errors import HTTPError, NotFound, RangeNotSatisfiable
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "HTTPResponse",
     "ResponseStream",
     "StreamingHTTPResponse",
+    "SwitchingProtocols",
     "empty",
     "file",
     "file_stream",
@@ -91,6 +93,35 @@ class StreamingHTTPResponse(HTTPResponse):
         self.streaming_fn = streaming_fn
 
 
+async def _no_body(response: ResponseStream) -> None:
+    raise RuntimeError("a 101 response has no body")
+
+
+class SwitchingProtocols(StreamingHTTPResponse):
+    """``101 Switching Protocols``: after its head, the connection belongs to ``run``.
+
+    Made by a protocol that takes a connection over (a WebSocket), never by handlers.
+    ``run(stream)`` gets the connection's bytes as a :class:`trio.abc.HalfCloseableStream`
+    and speaks the new protocol on it until it returns; the connection then closes.
+    ``shutdown()`` is called (a plain call) when the server begins to shut down.
+
+    A streaming response as far as the connection's first test of a handler's result
+    goes, so that plain responses pay no extra check for it.
+    """
+
+    __slots__ = ("run", "shutdown")
+
+    def __init__(
+        self,
+        headers: HeadersInit,
+        run: Callable[[trio.abc.HalfCloseableStream], Awaitable[None]],
+        shutdown: Callable[[], None],
+    ) -> None:
+        super().__init__(_no_body, 101, headers)
+        self.run = run
+        self.shutdown = shutdown
+
+
 class ResponseSink(Protocol):
     """Where a :class:`ResponseStream` writes: the connection serving the request.
 
@@ -128,10 +159,7 @@ class ResponseStream(trio.abc.SendStream, CookieSetter):
         self.headers = headers
         self._sink = sink
         # Sends are serialised in FIFO order (tasks of one nursery may share a stream).
-        # A flag plus a parking lot rather than a trio.Lock: taking the lock would cost
-        # a trip through the scheduler on every send, even when nobody else is sending.
-        self._busy = False
-        self._waiting = trio.lowlevel.ParkingLot()
+        self._turns = Turns()
         # A send_all or wait_send_all_might_not_block is under way: Trio's rule allows
         # one at a time (a second raises BusyResourceError); send() just queues.
         self._trio_sending = False
@@ -141,18 +169,6 @@ class ResponseStream(trio.abc.SendStream, CookieSetter):
     def _check_cookies_settable(self) -> None:
         if self.head_sent:
             raise RuntimeError("the response head has been sent: too late to set a cookie")
-
-    async def _take_turn(self) -> None:
-        if self._busy:
-            await self._waiting.park()  # the sender before us hands its turn over
-        else:
-            self._busy = True
-
-    def _end_turn(self) -> None:
-        if self._waiting:
-            self._waiting.unpark()
-        else:
-            self._busy = False
 
     async def send(self, data: bytes | str) -> None:
         """Send a piece of the body (the headers first, if not sent yet).
@@ -169,7 +185,7 @@ class ResponseStream(trio.abc.SendStream, CookieSetter):
         await self._send_piece(data)
 
     async def _send_piece(self, data: bytes) -> None:
-        await self._take_turn()
+        await self._turns.take()
         try:
             if self.ended:
                 raise trio.ClosedResourceError("the response has already ended")
@@ -179,7 +195,7 @@ class ResponseStream(trio.abc.SendStream, CookieSetter):
             if data:
                 await self._sink.send_data(self, data)
         finally:
-            self._end_turn()
+            self._turns.end()
 
     async def write(self, data: object) -> None:
         """Sanic's callback-style :meth:`send`: also takes other objects, as ``str(data)``.
@@ -192,7 +208,7 @@ class ResponseStream(trio.abc.SendStream, CookieSetter):
 
     async def eof(self) -> None:
         """End the response. Calling it again does nothing."""
-        await self._take_turn()
+        await self._turns.take()
         try:
             if self.ended:
                 return
@@ -202,7 +218,7 @@ class ResponseStream(trio.abc.SendStream, CookieSetter):
             self.ended = True
             await self._sink.send_end(self)
         finally:
-            self._end_turn()
+            self._turns.end()
 
     @contextlib.contextmanager
     def _trio_send(self) -> Iterator[None]:
@@ -258,13 +274,13 @@ class ResponseStream(trio.abc.SendStream, CookieSetter):
         """
         with self._trio_send():
             await trio.lowlevel.checkpoint()
-            await self._take_turn()
+            await self._turns.take()
             try:
                 if self.ended:
                     raise trio.ClosedResourceError("the response has already ended")
                 await self._sink.wait_writable(self)
             finally:
-                self._end_turn()
+                self._turns.end()
 
     async def aclose(self) -> None:
         """End the response, as :meth:`eof` does; Trio's :meth:`~trio.abc.AsyncResource.aclose`.

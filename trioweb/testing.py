@@ -8,10 +8,11 @@ clients behave in tests as they do on the network.
 
 from __future__ import annotations
 
+import collections
 import math
 import operator
 import sys
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,15 @@ except ModuleNotFoundError as exc:  # the test extra is not installed
         name=exc.name,
     ) from exc
 
+from websockets.client import ClientProtocol
+from websockets.frames import Opcode
+from websockets.http11 import Response as _WireResponse
+from websockets.protocol import CLOSED, OPEN
+from websockets.typing import Subprotocol
+from websockets.uri import parse_uri
+
 from ._server import Server, serve_listeners
+from .websocket import ConnectionClosed, Message, MessageAssembler
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -38,7 +47,7 @@ if TYPE_CHECKING:
 
     from ._app import App
 
-__all__ = ["TestClient", "memory_pipe_pair"]
+__all__ = ["TestClient", "WebSocketRejected", "WebSocketTestSession", "memory_pipe_pair"]
 
 
 class _Buffer:
@@ -464,6 +473,64 @@ class TestClient(httpx.AsyncClient):
             await self._stack.__aexit__(exc_type, exc, tb)
 
     @asynccontextmanager
+    async def websocket_connect(
+        self,
+        url: str,
+        subprotocols: Sequence[str] | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[WebSocketTestSession]:
+        """Open a WebSocket to the app at ``url`` (a path, with its query) over a new
+        in-memory connection; it is closed (1000) when the block exits.
+
+        ``async with client.websocket_connect("/ws") as ws:`` then ``await ws.send("hi")``
+        and ``await ws.recv()``. ``subprotocols``: the ones the client offers;
+        ``headers``: added to the handshake (an ``Origin``, a cookie). A handshake the
+        server answers with anything but a 101 raises :class:`WebSocketRejected`.
+        """
+        stream = self._listener.connect()
+        try:
+            protocol = ClientProtocol(
+                parse_uri(f"ws://testserver{url}"),
+                subprotocols=[Subprotocol(each) for each in subprotocols or ()] or None,
+                max_size=None,  # the test sees whatever the server sends
+            )
+            request = protocol.connect()
+            for name, value in (headers or {}).items():
+                request.headers[name] = value
+            protocol.send_request(request)
+            await stream.send_all(b"".join(protocol.data_to_send()))
+            response: _WireResponse | None = None
+            frames: list[Any] = []
+            while response is None:
+                data = await stream.receive_some(65536)
+                if not data:
+                    raise httpx.RemoteProtocolError(
+                        "the server closed during the WebSocket handshake"
+                    )
+                protocol.receive_data(data)
+                for event in protocol.events_received():
+                    if isinstance(event, _WireResponse):
+                        response = event
+                    else:
+                        frames.append(event)
+            if response.status_code != 101 or protocol.handshake_exc is not None:
+                raise WebSocketRejected(
+                    httpx.Response(
+                        response.status_code,
+                        headers=list(response.headers.raw_items()),
+                        content=bytes(response.body or b""),
+                    )
+                )
+            ws = WebSocketTestSession(protocol, stream)
+            ws._take(frames)  # frames that came with the 101 (a ping to answer, say)
+            await ws._write()
+            yield ws
+            await ws.close()
+        finally:
+            await stream.aclose()
+
+    @asynccontextmanager
     async def raw(self) -> AsyncIterator[trio.abc.Stream]:
         """A new connection to the app, as a Trio stream of raw bytes."""
         stream = self._listener.connect()
@@ -471,3 +538,126 @@ class TestClient(httpx.AsyncClient):
             yield stream
         finally:
             await stream.aclose()
+
+
+class WebSocketRejected(Exception):
+    """The server answered a WebSocket handshake with an HTTP response, not a 101.
+
+    ``response`` is that response, as an ``httpx.Response``.
+    """
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"the WebSocket handshake was refused with {response.status_code}")
+        self.response = response
+
+
+class WebSocketTestSession:
+    """The client's side of a WebSocket opened with ``client.websocket_connect()``.
+
+    ``send()``, ``recv()``, ``close()``, ``ping()`` and ``async for`` behave as on the
+    server's ``ws``, and raise :class:`~trioweb.websocket.ConnectionClosed` once it is
+    closed. It reads only while a call waits for the server (``recv``, ``close``,
+    ``ping``), answering the server's pings meanwhile: a test that stops calling
+    ``recv()`` is a client that stopped reading, as far as the server can tell.
+    """
+
+    def __init__(self, protocol: ClientProtocol, stream: _PipeStream) -> None:
+        self._protocol = protocol
+        self._stream = stream
+        self._assembler = MessageAssembler()
+        self._messages: collections.deque[Message] = collections.deque()
+        self._pongs: set[bytes] = set()
+        #: The subprotocol the server chose, or ``None``.
+        self.subprotocol: str | None = protocol.subprotocol
+
+    async def send(self, message: Message) -> None:
+        """Send ``str`` as a text message, ``bytes`` as a binary one."""
+        await trio.lowlevel.checkpoint()
+        if self._protocol.state is not OPEN:
+            raise self._closed()
+        if isinstance(message, str):
+            self._protocol.send_text(message.encode())
+        else:
+            self._protocol.send_binary(bytes(message))
+        await self._write()
+
+    async def recv(self) -> Message:
+        """The next message from the server: ``str`` (text) or ``bytes`` (binary)."""
+        while not self._messages:
+            if self._protocol.close_rcvd is not None or self._protocol.state is CLOSED:
+                await trio.lowlevel.checkpoint()
+                raise self._closed()
+            await self._read()
+        await trio.lowlevel.checkpoint()
+        return self._messages.popleft()
+
+    def __aiter__(self) -> WebSocketTestSession:
+        return self
+
+    async def __anext__(self) -> Message:
+        try:
+            return await self.recv()
+        except ConnectionClosed as exc:
+            if exc.code in (1000, 1001, 1005):
+                raise StopAsyncIteration from None
+            raise
+
+    async def ping(self, data: bytes = b"ping") -> None:
+        """Send a ping and read until its pong (messages that come first are kept)."""
+        self._protocol.send_ping(data)
+        await self._write()
+        while data not in self._pongs:
+            if self._protocol.state is CLOSED:
+                raise self._closed()
+            await self._read()
+        self._pongs.discard(data)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close, and read until the server ends the connection (messages are dropped)."""
+        if self._protocol.state is OPEN:
+            self._protocol.send_close(code, reason)
+            await self._write()
+        while self._protocol.state is not CLOSED:
+            await self._read()
+        self._messages.clear()
+
+    def _closed(self) -> ConnectionClosed:
+        close = self._protocol.close_rcvd or self._protocol.close_sent
+        if close is None:
+            return ConnectionClosed(1006, "the connection was lost")
+        return ConnectionClosed(close.code, close.reason)
+
+    async def _write(self) -> None:
+        chunks = self._protocol.data_to_send()
+        try:
+            if any(chunks):
+                await self._stream.send_all(b"".join(chunks))
+            if chunks and not chunks[-1]:
+                await self._stream.send_eof()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the server is gone: the next read says so
+
+    async def _read(self) -> None:
+        try:
+            data = await self._stream.receive_some(65536)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        if data:
+            self._protocol.receive_data(data)
+        else:
+            self._protocol.receive_eof()
+        self._take(self._protocol.events_received())
+        await self._write()
+
+    def _take(self, frames: list[Any]) -> None:
+        for frame in frames:
+            if frame.opcode is Opcode.PONG:
+                self._pongs.add(bytes(frame.data))
+                continue
+            try:
+                message = self._assembler.feed(frame)
+            except UnicodeDecodeError:
+                self._protocol.fail(1007, "invalid UTF-8 in a text message")
+                return
+            if message is not None:
+                self._messages.append(message)
