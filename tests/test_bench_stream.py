@@ -8,7 +8,6 @@ benchmark's recording server on loopback, the chunks each client really sends.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -284,7 +283,6 @@ def test_curl_sends_65524_byte_chunks_after_expect(tmp_path: Path) -> None:
     assert (seen.method, seen.framing) == ("PUT", f"Content-Length: {2 * MiB}")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("aiohttp") is None, reason="aiohttp not installed")
 def test_aiohttp_sends_256_kib_chunks(tmp_path: Path) -> None:
     seen = sent("aiohttp", "upload-chunked", MiB, tmp_path)
     assert (seen.method, seen.framing, seen.chunks) == ("POST", "chunked", [256 * KiB] * 4)
