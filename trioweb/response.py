@@ -351,8 +351,13 @@ def json(
 ) -> HTTPResponse:
     """``body`` serialised with ``dumps`` (extra keyword arguments go to it)."""
     if dumps is _json.dumps and not kwargs:
-        kwargs = {"separators": (",", ":"), "ensure_ascii": False}
+        # Compact and UTF-8, by one encoder made once: json.dumps with arguments builds
+        # a new encoder on every call, which costs more than the encoding.
+        return HTTPResponse(_COMPACT.encode(body), status, headers, content_type)
     return HTTPResponse(dumps(body, **kwargs), status, headers, content_type)
+
+
+_COMPACT = _json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def raw(
