@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import enum
 import math
-import operator
 import os
 from dataclasses import dataclass
 from typing import Any, NamedTuple, NoReturn
@@ -23,6 +22,7 @@ import multipart
 import trio
 
 from ._headers import Headers, MultiDict
+from ._streams import checked_max_bytes
 from .errors import BadRequest, HeaderFieldsTooLarge, HTTPError, PayloadTooLarge
 
 __all__ = ["FormLimits", "MultipartReader", "Part", "UploadedFile", "parse_form"]
@@ -396,10 +396,7 @@ class Part(trio.abc.ReceiveStream):
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """The next bytes of the part, at most ``max_bytes``; ``b""`` at its end."""
-        if max_bytes is not None:
-            max_bytes = operator.index(max_bytes)
-            if max_bytes < 1:
-                raise ValueError("max_bytes must be at least 1")
+        max_bytes = checked_max_bytes(max_bytes)
         if self._closed:
             await trio.lowlevel.checkpoint()
             raise trio.ClosedResourceError("this part was closed (the reader moved on)")

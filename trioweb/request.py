@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json as _json
-import operator
 from collections.abc import Awaitable, Callable, Sequence
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ from ._forms import (
     parse_form,
 )
 from ._headers import Headers, HeadersInit, MultiDict
+from ._streams import checked_max_bytes
 from .errors import BadRequest, HTTPError, PayloadTooLarge
 from .response import ResponseSink, ResponseStream
 
@@ -105,10 +105,7 @@ class RequestStream(trio.abc.ReceiveStream):
           trio.ClosedResourceError: the stream was closed (:meth:`aclose`, :meth:`close`).
           ValueError: ``max_bytes`` is less than 1.
         """
-        if max_bytes is not None:
-            max_bytes = operator.index(max_bytes)
-            if max_bytes < 1:
-                raise ValueError("max_bytes must be at least 1")
+        max_bytes = checked_max_bytes(max_bytes)
         if self._closed:
             await trio.lowlevel.checkpoint()
             raise trio.ClosedResourceError("the request body stream was closed")

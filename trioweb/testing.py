@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import math
-import operator
 import sys
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
@@ -37,6 +36,7 @@ from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
 from ._server import Server, serve_listeners
+from ._streams import checked_max_bytes
 from .websocket import ConnectionClosed, Message, MessageAssembler
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -140,10 +140,7 @@ class _PipeStream(trio.abc.HalfCloseableStream):
             self._sending = False
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if max_bytes is not None:
-            max_bytes = operator.index(max_bytes)
-            if max_bytes < 1:
-                raise ValueError("max_bytes must be at least 1")
+        max_bytes = checked_max_bytes(max_bytes)
         if self._receiving:
             raise trio.BusyResourceError("another task is already receiving on this stream")
         self._receiving = True
