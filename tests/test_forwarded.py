@@ -149,6 +149,7 @@ HOPS = [
         ("203.0.113.5", "https", "app.internal"),
     ),
     # Obfuscated identifiers are the client as far as the proxy tells.
+    ([("Forwarded", "by=10.0.0.1;for=203.0.113.5;x=y")], ("203.0.113.5", "http", "app.internal")),
     ([("Forwarded", "for=_hidden")], ("_hidden", "http", "app.internal")),
     ([("Forwarded", 'for="_hidden:_port";proto=https')], ("_hidden", "https", "app.internal")),
     ([("Forwarded", "for=unknown, for=10.0.0.2")], ("unknown", "http", "app.internal")),
@@ -450,3 +451,10 @@ async def test_behind_nginx_without_an_allow_list_the_headers_are_ignored(tmp_pa
         seen = await where_through(proxy.port, SPOOFED_LINES)
     assert seen["remote_addr"] == NGINX_ADDRESS
     assert seen["url"] == "http://shop.example/where?q=1"
+
+
+def test_the_docs_give_the_nginx_configuration_tested_here() -> None:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "deployment.md").read_text()
+    for block in (NGINX_X_FORWARDED, NGINX_FORWARDED_MAP, NGINX_FORWARDED):
+        for line in block.splitlines():
+            assert line.strip() in page, line
