@@ -31,6 +31,9 @@ class Config:
     LINGER_MAX_SIZE: int = 1 << 30
     #: "auto" (httptools when it imports, else h11), "h11" or "httptools".
     HTTP_ENGINE: str = "auto"
+    #: Proxies whose forwarding headers are believed (docs/deployment.md): addresses
+    #: and CIDRs, comma-separated, or "*"; "" trusts none.
+    FORWARDED_ALLOW_IPS: str = ""
     #: Forms (docs/security.md): parts in one multipart body, the header section of
     #: one part (431 past it), one field (a part without a filename, or a urlencoded
     #: value), one file part (None: only the body's own limit).

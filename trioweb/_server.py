@@ -19,6 +19,7 @@ import trio
 
 from ._connection import Application, Connection
 from ._engine import Engine
+from ._forwarded import trusted_peers
 from ._headers import date_now
 from ._transport import linger
 
@@ -195,6 +196,7 @@ async def serve_listeners(
     if not listeners:
         raise ValueError("serve_listeners needs at least one listener")
     engine = engine_class(app.config.HTTP_ENGINE)  # (fails before the app starts)
+    trusted_peers(app.config.FORWARDED_ALLOW_IPS)  # a typo fails here, not in a request
     addresses = []
     for listener in listeners:
         sock = _socket_of(listener)

@@ -82,7 +82,7 @@ def request_start(data: bytes | bytearray) -> int:
 # Most requests to a server name one of a few hosts: a cache lookup costs a third of
 # the check.
 @functools.lru_cache(maxsize=32)
-def _valid_host(value: bytes) -> bool:
+def valid_host(value: bytes) -> bool:
     """Whether ``value`` is ``host [":" port]`` with a non-empty RFC 3986 host."""
     if value[:1] == b"[":
         close = value.find(b"]")
@@ -123,7 +123,7 @@ def _check_absolute_form(target: bytes) -> ProtocolError | None:
         # RFC 9110 4.2.4: userinfo in an http URI is to be treated as an error (it is
         # a known way to disguise the host).
         return ProtocolError("the request target has userinfo before its host")
-    if not _valid_host(authority):
+    if not valid_host(authority):
         # RFC 9110 4.2.1: an empty host MUST be rejected; RFC 3986 3.2.2 for the rest.
         return ProtocolError("the request target's authority is not a valid host and port")
     return None
@@ -228,7 +228,7 @@ def check_head(method: bytes, target: bytes, version: bytes, head: bytes) -> Hea
         # RFC 9112 3.2: a server MUST answer 400 to an HTTP/1.1 request without Host,
         # and to any request with more than one.
         raise ProtocolError("no Host header" if not hosts else "more than one Host header")
-    if host and not _valid_host(host):
+    if host and not valid_host(host):
         # RFC 9112 3.2: ... or with an invalid Host value. An empty one is allowed.
         raise ProtocolError("the Host header is not a valid host and port")
     if codings:

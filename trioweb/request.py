@@ -21,6 +21,7 @@ from ._forms import (
     media_type,
     parse_form,
 )
+from ._forwarded import ClientView, client_view, trusted_peers
 from ._headers import Headers, HeadersInit, MultiDict
 from ._streams import checked_max_bytes
 from .errors import BadRequest, HTTPError, PayloadTooLarge
@@ -202,6 +203,7 @@ class Request:
 
     __slots__ = (
         "_args",
+        "_client_view",
         "_cookies",
         "_ctx",
         "_form",
@@ -209,6 +211,7 @@ class Request:
         "_json",
         "_path",
         "_raw_headers",
+        "_scheme",
         "_sink",
         "app",
         "body",
@@ -218,7 +221,6 @@ class Request:
         "raw_path",
         "response",
         "route",
-        "scheme",
         "stream",
         "version",
     )
@@ -257,7 +259,8 @@ class Request:
         self._form: tuple[MultiDict, MultiDict[UploadedFile]] | MultipartReader | None = None
         self.version = version
         self.client = client
-        self.scheme = scheme
+        self._scheme = scheme
+        self._client_view: ClientView | None = None
         self.stream = stream
         self._sink = sink
         self.body = b""
@@ -312,19 +315,50 @@ class Request:
         value = self.headers.get("content-length")
         return int(value) if value is not None else None
 
+    def _view(self) -> ClientView:
+        # Worked out on first use: a request that never asks pays nothing.
+        if self._client_view is None:
+            self._client_view = client_view(
+                self.client[0],
+                self._scheme,
+                self.headers.get("host", ""),
+                self.headers.getall,
+                trusted_peers(self.app.config.FORWARDED_ALLOW_IPS),
+            )
+        return self._client_view
+
+    @property
+    def remote_addr(self) -> str:
+        """The client's address: the peer's, or the one a trusted proxy forwarded.
+
+        From a peer in ``FORWARDED_ALLOW_IPS``, the ``X-Forwarded-For`` or
+        ``Forwarded`` header walked from the right through trusted proxies; it may be an
+        obfuscated identifier such as ``"_hidden"`` or ``"unknown"`` (RFC 7239 6).
+        ``request.client`` stays the peer's ``(host, port)``.
+        """
+        return self._view().remote_addr
+
+    @property
+    def scheme(self) -> str:
+        """``"http"`` or ``"https"``: the connection's, or the client's as forwarded by a
+        trusted proxy (``X-Forwarded-Proto``, ``Forwarded: proto=``)."""
+        return self._view().scheme
+
     @property
     def host(self) -> str:
         """The host and port the request is for (empty for HTTP/1.0 requests without one).
 
         The ``Host`` header, which trioweb has checked is a valid host and optional
         port. For an absolute-form target (``GET http://host/path``) it is the target's
-        authority, which also replaces the ``Host`` header (RFC 9112 3.2.2).
+        authority, which also replaces the ``Host`` header (RFC 9112 3.2.2). From a
+        trusted proxy, the client's as forwarded (``X-Forwarded-Host``,
+        ``Forwarded: host=``).
         """
-        return self.headers.get("host", "")
+        return self._view().host
 
     @property
     def url(self) -> str:
-        """The full URL: scheme, host, path and query string."""
+        """The full URL: scheme, host, path and query string, as the client sent them."""
         query = f"?{self.query_string}" if self.query_string else ""
         return f"{self.scheme}://{self.host}{self.raw_path}{query}"
 
