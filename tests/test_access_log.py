@@ -125,6 +125,20 @@ async def test_an_aborted_response_is_logged_with_what_was_sent(
     assert record.getMessage().endswith(" (incomplete)")
 
 
+async def test_a_client_that_left_before_any_response_is_logged(
+    access: pytest.LogCaptureFixture,
+) -> None:
+    async with TestClient(make_app()) as client:
+        async with client.raw() as stream:
+            await stream.send_all(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+            await trio.testing.wait_all_tasks_blocked()
+        with trio.fail_after(5):
+            await trio.testing.wait_all_tasks_blocked()
+    [record] = access_records(access)
+    assert record.getMessage().startswith('127.0.0.1:0 - "GET /slow HTTP/1.1" - 0 ')
+    assert (record.__dict__["status"], record.__dict__["complete"]) == (None, False)
+
+
 class Unwritable:
     def write(self, text: str) -> None:
         raise OSError("the disk is full")
