@@ -70,6 +70,14 @@ class Response:
         return self.raw[self._head_span()[1] :]
 
 
+def lasting_headers(response: Response) -> list[tuple[bytes, bytes]]:
+    """The headers that two answers to the same request share: not Date nor the request ID."""
+    return [(name, value) for name, value in response.headers if name not in _PER_RESPONSE]
+
+
+_PER_RESPONSE = (b"date", b"x-request-id")
+
+
 class ResponseParser:
     """Parses the next response on a :class:`RawClient`, event by event."""
 

@@ -76,6 +76,8 @@ class App(RouteRegistrar):
         self._listeners: dict[str, list[Listener]] = {e: [] for e in _LISTENER_EVENTS}
         # Every server's life of this app that is running, in the order they started.
         self._lives: list[_ServerLife] = []
+        # add_task calls made while no server ran: started in each server that starts.
+        self._queued_tasks: list[tuple[Callable[..., Awaitable[Any]], tuple[Any, ...], str]] = []
 
     def __repr__(self) -> str:
         return f"<App {self.name!r}>"
@@ -165,6 +167,27 @@ class App(RouteRegistrar):
         """Run the listeners registered for ``event`` (``before_server_start``...)."""
         for listener in self._listeners[event]:
             await listener(self)
+        if event == "before_server_start":
+            for fn, args, name in self._queued_tasks:
+                self.add_task(fn, *args, name=name)
+
+    def add_task(
+        self, fn: Callable[..., Awaitable[Any]], *args: Any, name: str | None = None
+    ) -> None:
+        """Run ``await fn(*args)`` in :attr:`nursery`; a crash is logged, not raised.
+
+        Unlike ``app.nursery.start_soon``, an exception from the task is logged at ERROR
+        with the task's ``name`` (default: ``fn``'s qualified name) and its traceback,
+        and the server keeps serving. Cancellation (the server stopping) ends it as
+        usual. Called while no server runs, the task waits and starts in every server
+        that then starts the app (each worker process), after its
+        ``before_server_start`` listeners.
+        """
+        task_name = name if name is not None else getattr(fn, "__qualname__", repr(fn))
+        if not self._lives:
+            self._queued_tasks.append((fn, args, task_name))
+            return
+        self.nursery.start_soon(_guarded, fn, args, task_name, name=task_name)
 
     @property
     def nursery(self) -> trio.Nursery:
@@ -323,6 +346,13 @@ class App(RouteRegistrar):
         if isinstance(exc, MethodNotAllowed):
             headers.setdefault("allow", ", ".join(exc.allowed))
         return text(body + "\n", status=status, headers=headers)
+
+
+async def _guarded(fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], name: str) -> None:
+    try:
+        await fn(*args)
+    except Exception as exc:  # (a group holding Cancelled is a BaseException: it goes on)
+        log.error("background task %s crashed", name, exc_info=exc)
 
 
 def _log_error(request: Request, exc: Exception, logged: bool) -> None:

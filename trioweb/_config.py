@@ -29,6 +29,10 @@ class Config:
     MAX_CONNECTIONS: int = 1000
     LINGER_TIMEOUT: float = 5.0
     LINGER_MAX_SIZE: int = 1 << 30
+    #: One INFO line per request on the ``trioweb.access`` logger (docs/deployment.md).
+    ACCESS_LOG: bool = True
+    #: The header read into ``request.id`` (when sane) and echoed; None: neither.
+    REQUEST_ID_HEADER: str | None = "X-Request-ID"
     #: "auto" (httptools when it imports, else h11), "h11" or "httptools".
     HTTP_ENGINE: str = "auto"
     #: Proxies whose forwarding headers are believed (docs/deployment.md): addresses

@@ -72,6 +72,7 @@ if TYPE_CHECKING:
 __all__ = ["Application", "Connection", "Ending", "Phase", "ServerState"]
 
 log = logging.getLogger("trioweb")
+access_log = logging.getLogger("trioweb.access")
 
 _Head = tuple[RequestHead, RequestStream] | ProtocolError
 
@@ -204,6 +205,14 @@ class Connection:
         # Set while a timeout is being answered.
         self._timing_out = False
         self._request: Request | None = None
+        # For the access log (read once: the hot path tests one flag): the status of
+        # the head that went out, and when the request's head was handed over.
+        self._access_log: bool = config.ACCESS_LOG
+        self._status = 0
+        self._started = 0.0
+        # The response header echoing request.id (lower case), if any.
+        id_header = config.REQUEST_ID_HEADER
+        self._id_header = None if id_header is None else id_header.lower().encode("ascii")
         self._head_sent = False
         self._response_done = False
         # The progress of the streamed response body being sent.
@@ -255,7 +264,53 @@ class Connection:
                 # to EOF (an HTTP/1.0 body): close with a reset, not a FIN.
                 self._transport.reset_on_close()
             self._transport.forget()
-            self._request = None
+            self._finish()
+
+    def _finish(self) -> None:
+        """The current request's exchange is over, however it ended: log it, let it go."""
+        request = self._request
+        if request is None:
+            return
+        self._request = None
+        if self._access_log:
+            self._log_access(request)
+
+    def _log_access(self, request: Request) -> None:
+        # A handler that raises (an unwritable file, say) is logging's to report, in
+        # Handler.handleError; anything else (a formatter's bug) must not end the
+        # connection either.
+        complete = self._response_done
+        status = self._status if self._head_sent else None
+        sent = self._body_sent
+        duration = trio.current_time() - self._started
+        target = request.raw_path
+        if request.query_string:
+            target += "?" + request.query_string
+        try:
+            access_log.info(
+                '%s - "%s %s HTTP/%s" %s %d %.6fs %s%s',
+                request.remote_addr,
+                request.method,
+                target,
+                request.version,
+                "-" if status is None else status,
+                sent,
+                duration,
+                request.id,
+                "" if complete else " (incomplete)",
+                extra={
+                    "remote_addr": request.remote_addr,
+                    "method": request.method,
+                    "path": target,
+                    "status": status,
+                    "bytes": sent,
+                    "duration": duration,
+                    "request_id": request.id,
+                    "complete": complete,
+                },
+            )
+        except Exception:
+            log.exception("the access log failed")
 
     def _end(self, ending: Ending) -> None:
         if ending > self.ending:
@@ -335,8 +390,11 @@ class Connection:
             self,
         )
         self._request = request
+        if self._access_log:
+            self._started = trio.current_time()
         self._head_sent = False
         self._response_done = False
+        self._body_sent = 0
         # From here on the request is being answered, routed or not (an exception
         # handler for a 404 may take time too): RESPONSE_TIMEOUT, not KEEP_ALIVE_TIMEOUT.
         self.phase = Phase.HANDLER
@@ -461,6 +519,7 @@ class Connection:
 
     async def _next_cycle(self, request: Request) -> bool:
         """Finish reading the request body and get the engine ready for the next request."""
+        self._finish()  # the response is out (or cut): draining is not the client's time
         if self.ending is not Ending.OPEN or not self._response_done:
             return False
         if self._body_done is not None and not self._body_done.is_set():
@@ -472,7 +531,6 @@ class Connection:
             await self._body_done.wait()
         if self.ending is not Ending.OPEN or not self._engine.start_next_cycle():
             return False
-        self._request = None
         self._body_done = None
         self._reading_head = True
         self._head_sent = self._response_done = False
@@ -488,11 +546,18 @@ class Connection:
 
         Raises ``ValueError`` for a status or header the engine refuses to send.
         """
+        id_header = self._id_header
+        dated = has_id = False
         for name, _ in headers:
             if name == b"date":
-                break
-        else:
+                dated = True
+            elif name == id_header:
+                has_id = True  # the app's own
+        if not dated:
             headers.append((b"date", date_now()))
+        if id_header is not None and not has_id and self._request is not None:
+            headers.append((id_header, self._request.id.encode("ascii")))
+        self._status = status
         if self._engine.waiting_for_continue:
             # Answered without reading: the client holds its body back, so there is
             # nothing to drain and no telling what it sends next. Close.
@@ -536,13 +601,15 @@ class Connection:
             return
         if self._engine.framing is Framing.NONE or not body:
             await self._send(data, last=True)
-        elif len(body) < _JOIN_BELOW:
-            await self._send(data + body, last=True)
         else:
-            # Written after the head, not copied into one buffer with it: a body shared
-            # by many responses stays shared while slow clients take it.
-            await self._send(data)
-            await self._send(body, last=True)
+            if len(body) < _JOIN_BELOW:
+                await self._send(data + body, last=True)
+            else:
+                # Written after the head, not copied into one buffer with it: a body
+                # shared by many responses stays shared while slow clients take it.
+                await self._send(data)
+                await self._send(body, last=True)
+            self._body_sent = len(body)
         self._response_done = True
 
     def _current(self, response: ResponseStream) -> Request:
@@ -668,6 +735,7 @@ class Connection:
         headers.append((b"date", date_now()))
         data = self._engine.switching_protocols(headers)
         self._head_sent = True
+        self._status = 101
         self._switched_to = response
         self._reader_stopped = trio.Event()
         self._cycle_started.set()  # a reader holding bytes after the head stops now
